@@ -1,0 +1,75 @@
+"""The `mumis` command line. One module per verb; each exposes `add_parser(sub)` and `run(args)`.
+
+Exit codes: 0 success; 2 bad usage or bad input (one line: what was wrong, how to fix it);
+1 runtime failure (`--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ..exceptions import USER_ERRORS, MumisError
+
+#: Verb -> module under mumis.cli. Order is the order shown in --help.
+VERBS = ["demo", "train", "unlearn", "evaluate", "methods", "env"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"mumis: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="mumis", description="Machine unlearning by minimizing input sensitivity.")
+    parser.add_argument("--version", action="version", version=f"mumis {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for verb in VERBS:
+        try:
+            mod = importlib.import_module(f"{__name__}.{verb}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{verb}":
+                continue  # verb not built yet
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+        return int(rc or 0)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"mumis: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mumis: interrupted", file=sys.stderr)
+        return 130
+    except MumisError as e:
+        if args.debug:
+            raise
+        print(f"mumis: error: {e} (run with --debug for details)", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001  runtime failure: one line unless --debug
+        if args.debug:
+            raise
+        print(f"mumis: failed: {type(e).__name__}: {e} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

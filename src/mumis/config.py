@@ -1,0 +1,156 @@
+"""Strict, typed configuration: dataclasses built from dicts, YAML files and `key=value` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from .exceptions import ConfigError
+from .registry import did_you_mean
+
+C = TypeVar("C")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert `value` to type `tp` or raise ConfigError saying what was expected."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
+                f"{did_you_mean(str(value), [str(c) for c in choices])}"
+            )
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        (arg, *_rest) = get_args(tp) or (Any,)
+        items = [v if arg is Any else _coerce(name, v, arg) for v in value]
+        return tuple(items) if origin is tuple else items
+    return value
+
+
+def build_config(cls: type[C], overrides: dict[str, Any] | None = None, *, what: str = "") -> C:
+    """Build dataclass `cls` from its defaults and `overrides`, strictly.
+
+    Unknown keys are an error listing the valid ones; values are converted to the field types.
+    """
+    overrides = dict(overrides or {})
+    types_ = _field_types(cls)
+    unknown = [k for k in overrides if k not in types_]
+    if unknown:
+        k = unknown[0]
+        label = f" for {what}" if what else ""
+        raise ConfigError(
+            f"unknown setting {k!r}{label}.{did_you_mean(k, list(types_))} "
+            f"Valid settings: {', '.join(types_)}"
+        )
+    kwargs = {k: _coerce(k, v, types_[k]) for k, v in overrides.items()}
+    cfg = cls(**kwargs)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
+    return cfg
+
+
+def parse_set_args(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse CLI `--set key=value` strings; values are YAML scalars (`1e-4`, `true`, `a,b`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}; for example --set lr=1e-4")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe_load; a clear ConfigError when missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; give the path of a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}".splitlines()[0]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
+    return data
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass config as plain YAML/JSON-safe data (tuples become lists)."""
+    d = dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -1,0 +1,11 @@
+"""Datasets, forget specifications and split manifests."""
+
+from . import digits  # noqa: F401  (registers the dataset)
+from .base import DATASETS, DatasetBundle, load_dataset
+from .forget import ForgetSpec, Manifest, full_manifest, parse_forget_spec, resolve_manifest
+from .splits import Splits, make_splits
+
+__all__ = [
+    "DATASETS", "DatasetBundle", "ForgetSpec", "Manifest", "Splits", "full_manifest",
+    "load_dataset", "make_splits", "parse_forget_spec", "resolve_manifest",
+]
