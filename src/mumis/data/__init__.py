@@ -1,6 +1,6 @@
 """Datasets, forget specifications and split manifests."""
 
-from . import digits  # noqa: F401  (registers the dataset)
+from . import cifar, digits, folder, idx, npz  # noqa: F401  (register the datasets)
 from .base import DATASETS, DatasetBundle, load_dataset
 from .forget import ForgetSpec, Manifest, full_manifest, parse_forget_spec, resolve_manifest
 from .splits import Splits, make_splits

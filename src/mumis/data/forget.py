@@ -50,7 +50,9 @@ def parse_forget_spec(text: str) -> ForgetSpec:
     if kind == "class":
         parts = [p.strip() for p in arg.split(",")]
         if not all(re.fullmatch(r"\d+", p) for p in parts):
-            raise DataError(f"forget spec {text!r}: classes must be integers like class:3 or class:3,5")
+            raise DataError(
+                f"forget spec {text!r}: classes must be integers like class:3 or class:3,5"
+            )
         classes = tuple(sorted({int(p) for p in parts}))
         return ForgetSpec(kind="class", text=text, classes=classes)
     if kind == "subclass":
@@ -76,7 +78,8 @@ def parse_forget_spec(text: str) -> ForgetSpec:
         return ForgetSpec(kind="random", text=text, fraction=frac)
     if kind == "indices":
         return ForgetSpec(kind="indices", text=text, path=arg)
-    raise DataError(f"unknown forget spec kind {kind!r} in {text!r}.{did_you_mean(kind, ['class', 'subclass', 'random', 'indices'])} {SPEC_HELP}")
+    hint = did_you_mean(kind, ["class", "subclass", "random", "indices"])
+    raise DataError(f"unknown forget spec kind {kind!r} in {text!r}.{hint} {SPEC_HELP}")
 
 
 def read_index_file(path: str | Path) -> np.ndarray:
@@ -88,16 +91,26 @@ def read_index_file(path: str | Path) -> np.ndarray:
         try:
             arr = np.load(p, allow_pickle=False)  # never unpickle
         except (ValueError, OSError) as e:
-            raise DataError(f"index file {str(p)!r} is not a plain .npy integer array ({e})") from None
-        if arr.dtype.kind not in "iu":
-            raise DataError(f"index file {str(p)!r} holds {arr.dtype} values; integer indices expected")
+            raise DataError(
+                f"index file {str(p)!r} is not a plain .npy integer array ({e})"
+            ) from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iu":
+            kind = getattr(arr, "dtype", "npz archive")
+            raise DataError(
+                f"index file {str(p)!r} holds {kind} values; integer indices expected"
+            )
+        if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.int64).max):
+            raise DataError(
+                f"index file {str(p)!r} holds negative or huge indices; give indices 0..N-1"
+            )
         arr = arr.reshape(-1).astype(np.int64)
     else:
         tokens = [t for t in re.split(r"[\s,]+", p.read_text(errors="replace")) if t]
         bad = [t for t in tokens if not re.fullmatch(r"\d+", t)]
         if bad:
             raise DataError(
-                f"index file {str(p)!r} contains {bad[0]!r}; it must hold non-negative integers only"
+                f"index file {str(p)!r} contains {bad[0]!r}; "
+                "it must hold non-negative integers only"
             )
         arr = np.array([int(t) for t in tokens], dtype=np.int64)
     if arr.size == 0:
@@ -124,7 +137,8 @@ class Manifest:
 
     def compute_hash(self) -> str:
         parts: list[Any] = [self.dataset, self.kind, self.seed, self.label_space, self.num_classes,
-                            list(self.forgotten_classes), self.forget, self.retain]
+                            list(self.forgotten_classes), self.forget, self.retain,
+                            self.test_remaining, self.test_forgotten]
         return hash_arrays(*parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,11 +164,21 @@ class Manifest:
                 label_space=d["label_space"], num_classes=int(d["num_classes"]),
                 forgotten_classes=[int(c) for c in d["forgotten_classes"]],
                 forget=arr(d["forget"]), retain=arr(d["retain"]),  # type: ignore[arg-type]
-                test_remaining=arr(d.get("test_remaining")), test_forgotten=arr(d.get("test_forgotten")),
+                test_remaining=arr(d.get("test_remaining")),
+                test_forgotten=arr(d.get("test_forgotten")),
                 hash=d.get("hash", ""),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"malformed split manifest (missing or bad field: {e})") from None
+        # a hand-made manifest has no hash, so check the fields that steer training
+        if m.kind not in ("class", "subclass", "random", "indices") or m.label_space not in (
+            "fine", "coarse"
+        ) or m.forget is None or m.retain is None:
+            raise DataError(
+                f"malformed split manifest: kind {m.kind!r}, label_space {m.label_space!r}; "
+                "it needs a kind (class, subclass, random, indices), a label_space (fine, coarse) "
+                "and forget and retain index lists"
+            )
         if m.hash and m.hash != m.compute_hash():
             raise DataError("split manifest content does not match its hash; the file was altered")
         return m
@@ -196,7 +220,10 @@ def _resolve_subclass(spec: ForgetSpec, bundle: DatasetBundle) -> int:
     if re.fullmatch(r"\d+", arg):
         fine = int(arg)
         if fine >= bundle.num_classes:
-            raise DataError(f"forget spec {spec.text!r}: sub-class {fine} out of range 0..{bundle.num_classes - 1}")
+            raise DataError(
+                f"forget spec {spec.text!r}: sub-class {fine} out of range "
+                f"0..{bundle.num_classes - 1}"
+            )
         return fine
     names = [c.lower() for c in bundle.classes]
     if arg.lower() not in names:
@@ -258,8 +285,9 @@ def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 
     if forget_idx.size == 0:
         raise DataError(f"forget spec {spec.text!r} selects no training sample on {bundle.name}")
     m = Manifest(
-        dataset=bundle.name, spec=spec.text, kind=spec.kind, seed=int(seed), label_space=label_space,
-        num_classes=bundle.num_classes_in(label_space), forgotten_classes=forgotten,
+        dataset=bundle.name, spec=spec.text, kind=spec.kind, seed=int(seed),
+        label_space=label_space, num_classes=bundle.num_classes_in(label_space),
+        forgotten_classes=forgotten,
         forget=forget_idx, retain=np.flatnonzero(~forget_mask).astype(np.int64),
         test_remaining=None if test_rem is None else test_rem.astype(np.int64),
         test_forgotten=None if test_fgt is None else test_fgt.astype(np.int64),

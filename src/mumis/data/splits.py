@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..exceptions import DataError
@@ -28,7 +29,7 @@ class Splits:
 
     @property
     def classwise(self) -> bool:
-        """True for class-wise and sub-class forgetting (SSD-style remaining/forgotten test sets)."""
+        """True for class-wise and sub-class forgetting (SSD-style remaining / forgotten tests)."""
         return self.test_remaining is not None and self.test_forgotten is not None
 
 
@@ -36,12 +37,15 @@ def make_splits(bundle: DatasetBundle, manifest: Manifest) -> Splits:
     """Index a dataset with a manifest; checks that the manifest belongs to this dataset."""
     if manifest.dataset != bundle.name:
         raise DataError(f"manifest is for dataset {manifest.dataset!r}, not {bundle.name!r}")
-    n = len(bundle.y_train)
-    if len(manifest.forget) + len(manifest.retain) != n or (
-        len(manifest.retain) and int(manifest.retain.max()) >= n
-    ):
+    n, n_test = len(bundle.y_train), len(bundle.y_test)
+    both = np.concatenate([manifest.forget, manifest.retain])
+    # forget and retain must partition 0..n-1 (an overlap would leak forgotten data into retain)
+    test_idx = [a for a in (manifest.test_remaining, manifest.test_forgotten) if a is not None]
+    if (len(both) != n or not np.array_equal(np.sort(both), np.arange(n))
+            or any(len(a) and (int(a.min()) < 0 or int(a.max()) >= n_test) for a in test_idx)):
         raise DataError(
-            f"manifest does not fit dataset {bundle.name!r} ({n} training samples); "
+            f"manifest does not fit dataset {bundle.name!r} ({n} training, {n_test} test "
+            "samples, forget and retain a partition of the training set); "
             "was it made with other data files?"
         )
     y_tr, y_te = bundle.labels(manifest.label_space)

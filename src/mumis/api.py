@@ -1,0 +1,203 @@
+"""The front door: resolve names, validate, dispatch. No algorithm code lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .config import config_to_dict
+from .exceptions import ConfigError, DataError
+from .methods import METHODS, RunContext, UnlearningMethod
+from .methods.base import check_labels
+from .utils import make_generator, resolve_device, sync
+
+DataLike = Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor] | list
+
+
+@dataclass
+class UnlearnResult:
+    """What `unlearn` returns."""
+
+    model: nn.Module
+    method: str
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    time_s: float  # wall time of the method's run only (device-synchronised)
+    steps: int
+    stop_reason: str
+    peak_mem_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": self.method, "time_s": self.time_s, "steps": self.steps,
+                "stop_reason": self.stop_reason, "peak_mem_mb": self.peak_mem_mb}
+
+
+def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept (X, y) tensors, a Dataset of (x, y) or a DataLoader; return (X, y) tensors."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, (DataLoader, Dataset)):
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=512, shuffle=False)
+        xs, ys = [], []
+        for batch in loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+                raise DataError(f"{what} data must yield (x, y) pairs; got {type(batch).__name__}")
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        if not xs:
+            raise DataError(f"the {what} set is empty; give at least one sample")
+        x, y = torch.cat(xs), torch.cat(ys)
+    else:
+        raise DataError(
+            f"{what} must be a Dataset, a DataLoader or an (X, y) pair of tensors; got {type(data).__name__}"
+        )
+    if len(x) == 0:
+        raise DataError(f"the {what} set is empty; give at least one sample")
+    if len(x) != len(y) or y.dim() != 1:
+        raise DataError(f"{what}: X has {len(x)} samples but y has shape {tuple(y.shape)}; expected ({len(x)},)")
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise DataError(f"{what} labels must be integers, got {y.dtype}")
+    if not x.dtype.is_floating_point:
+        raise DataError(f"{what} inputs must be floating point (e.g. pixels in [0, 1]); got {x.dtype}")
+    return x, y.long()
+
+
+@contextlib.contextmanager
+def _preserved_state(model: nn.Module) -> Iterator[None]:
+    """Restore every module's train/eval mode and every parameter's requires_grad on exit."""
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        yield
+    finally:
+        for m, t in modes.items():
+            m.train(t)
+        for p, f in flags.items():
+            p.requires_grad_(f)
+
+
+@contextlib.contextmanager
+def _peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
+    """Peak memory of the block: CUDA allocator peak, or the process's peak RSS on Linux CPUs."""
+    out: dict[str, float | None] = {"mb": None}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        yield out
+        out["mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        return
+    clear = Path("/proc/self/clear_refs")
+    can_reset = False
+    with contextlib.suppress(OSError):
+        clear.write_text("5")  # resets the kernel's peak-RSS counter (VmHWM) for this process
+        can_reset = True
+    yield out
+    if can_reset:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out["mb"] = int(line.split()[1]) / 1024
+                    break
+
+
+def get_method(name: str) -> type[UnlearningMethod]:
+    """The method class registered under `name` (ConfigError with did-you-mean otherwise)."""
+    return METHODS.get(name)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def unlearn(
+    model: nn.Module,
+    forget: DataLike,
+    method: str = "mumis",
+    *,
+    retain: DataLike | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    inplace: bool = False,
+    progress: bool = False,
+    **config: Any,
+) -> UnlearnResult:
+    """Remove what `model` learned from `forget` with an unlearning method.
+
+    Args:
+        model: a classifier returning logits (N, K); left untouched unless `inplace=True`.
+        forget: the data to forget: (X, y) tensors, a Dataset or a DataLoader.
+        method: a registered method name (`mumis.list_methods()`).
+        retain: remaining data, only for methods that declare they need it.
+        seed: seeds every random choice of the method (deterministic on CPU).
+        device: 'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.
+        inplace: change and return the caller's model instead of a copy.
+        progress: log progress (history rows) while running.
+        **config: the method's settings (see `mumis methods NAME`); unknown keys are an error.
+    Returns:
+        UnlearnResult with the unlearned model, resolved config, history, time_s, steps, stop_reason.
+    Raises:
+        ConfigError: unknown method or setting, bad value, retain data given to (or missing for)
+            a method. DataError: empty forget set, bad labels. ModelError: the model cannot do
+            what the method needs (e.g. double backward through in-place activations).
+    """
+    cls = get_method(method)
+    algo = cls(**config)
+    if cls.requires_retain and retain is None:
+        raise ConfigError(f"method {method!r} needs remaining data; pass retain=(X, y)")
+    if not cls.requires_retain and retain is not None:
+        raise ConfigError(
+            f"method {method!r} is remaining-data-free and must not be handed retain data; drop retain="
+        )
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dev = resolve_device(device)
+    fx, fy = to_tensors(forget, "forget")
+    rx_ry = to_tensors(retain, "retain") if retain is not None else None
+
+    target = model if inplace else copy.deepcopy(model)
+    with _preserved_state(target) if inplace else contextlib.nullcontext():
+        orig_device = next((p.device for p in target.parameters()), torch.device("cpu"))
+        target.to(dev)
+        target.eval()  # BatchNorm on running statistics, no dropout: samples do not interact
+        with torch.no_grad():
+            probe = target(fx[:2].to(dev))
+        if probe.dim() != 2 or probe.shape[0] != min(2, len(fx)):
+            raise DataError(f"the model must return logits of shape (N, K); it returned {tuple(probe.shape)}")
+        k = int(probe.shape[1])
+        check_labels(fy, k, "forget")
+        if rx_ry is not None:
+            check_labels(rx_ry[1], k, "retain")
+        if cls.needs_double_backward:
+            from .models.checks import check_double_backward
+
+            check_double_backward(target, fx[:2].to(dev))
+        ctx = RunContext(
+            forget=(fx.to(dev), fy.to(dev)),
+            retain=None if rx_ry is None else (rx_ry[0].to(dev), rx_ry[1].to(dev)),
+            num_classes=k, generator=make_generator(seed), device=dev, progress=progress,
+        )
+        with _peak_memory(dev) as mem:
+            sync(dev)
+            t0 = time.perf_counter()
+            out = algo.run(target, ctx)
+            sync(dev)
+            elapsed = time.perf_counter() - t0
+        if inplace:
+            target.to(orig_device)
+        else:
+            target.train(model.training)
+            for m_new, m_old in zip(target.modules(), model.modules(), strict=True):
+                m_new.train(m_old.training)
+    return UnlearnResult(
+        model=target, method=method, config=config_to_dict(algo.config), history=out.history,
+        time_s=elapsed, steps=out.steps, stop_reason=out.stop_reason, peak_mem_mb=mem["mb"], extra=out.extra,
+    )

@@ -1,0 +1,264 @@
+"""Run directories: save and load a model with its description, without unpickling anything.
+
+A run directory (written by `mumis train` / `mumis unlearn` through `utils.staged_run_dir`)
+holds `model.safetensors` (the state_dict as contiguous CPU tensors) and `meta.json`, which
+describes everything needed to rebuild and re-evaluate the model:
+
+```
+{
+  "format": "mumis-run/1",
+  "kind": "train" | "unlearn",
+  "model": {                               # what models.build_model needs
+    "name": "mlp" | "cnn" | "resnet18" | "package.module:function",
+    "kwargs": {...},                       # model options, e.g. {"hidden": [256, 256]}
+    "input_shape": [C, H, W],
+    "num_classes": K,                      # in the manifest's label space
+    "normalisation": {"mean": [...], "std": [...]}   # per channel, of the training data used
+  },
+  "dataset": {"name": str, "data_dir": str | null, "classes": [str, ...],
+              "label_space": "fine" | "coarse"},
+  "forget_spec": str | null,               # null for an original model trained on everything
+  "seed": int,                             # the training (or unlearning) seed
+  "recipe": {...},                         # e.g. {"name": "quick", "config": TrainConfig as dict}
+  "manifest": {...},                       # data.Manifest.to_dict(): forget / retain indices
+  "versions": {...},                       # utils.library_versions()
+  "created": "2026-01-01T12:00:00+00:00"   # ISO 8601, UTC
+}
+```
+Other keys may be added; readers ignore what they do not know. Loading uses
+`safetensors.torch.load_file` only (never pickle); a user factory named in meta.json is
+imported to rebuild the architecture, exactly as when the run was made.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from .data import DatasetBundle, Manifest, Splits, load_dataset, make_splits
+from .exceptions import CheckpointError, ConfigError, DataError, ModelError
+from .utils import atomic_write_bytes, atomic_write_json, library_versions, read_json, resolve_device
+
+FORMAT = "mumis-run/1"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+_HOW = "give the --out folder of a finished `mumis train` or `mumis unlearn` run"
+
+
+def build_meta(
+    *,
+    kind: str,
+    model: dict[str, Any],
+    dataset: DatasetBundle,
+    data_dir: str | Path | None,
+    manifest: Manifest,
+    forget_spec: str | None,
+    seed: int,
+    recipe: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Assemble a meta.json dict in the documented schema.
+
+    Args:
+        kind: "train" or "unlearn".
+        model: `models.model_spec(...)` of the saved model.
+        dataset: the dataset the run used.
+        data_dir: the data folder the user gave (None: the dataset's default).
+        manifest: the split (its label space is the model's).
+        forget_spec: the forget spec text, or None for an original model.
+        seed: the run's seed.
+        recipe: the training recipe / method configuration.
+        **extra: further top-level keys (e.g. "method", "parent").
+
+    Returns:
+        A JSON-ready dict.
+    """
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "model": model,
+        "dataset": {
+            "name": dataset.name,
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+            "classes": list(dataset.classes),
+            "label_space": manifest.label_space,
+        },
+        "forget_spec": forget_spec,
+        "seed": int(seed),
+        "recipe": recipe,
+        "manifest": manifest.to_dict(),
+        "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def save_model_dir(stage_dir: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write `model.safetensors` and `meta.json` into `stage_dir` (each atomically).
+
+    Use inside `utils.staged_run_dir`, so the run directory appears only when complete.
+
+    Args:
+        stage_dir: the (staging) run directory.
+        model: the model; its state_dict is saved as contiguous CPU tensors.
+        meta: a dict in the schema above (see `build_meta`).
+
+    Raises:
+        CheckpointError: `meta` lacks the format or model description.
+    """
+    if meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"meta must have format {FORMAT!r} and a model entry (use build_meta)")
+    stage = Path(stage_dir)
+    # clone(): tied weights share storage, which safetensors refuses to save.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    data = save_safetensors(tensors, metadata={"format": "pt", "mumis": FORMAT})
+    atomic_write_bytes(stage / WEIGHTS_FILE, data)
+    atomic_write_json(stage / META_FILE, meta)
+
+
+def read_meta(run_dir: str | Path) -> dict[str, Any]:
+    """Read and check a run directory's meta.json.
+
+    Raises:
+        CheckpointError: the folder or meta.json is missing, unreadable or not a mumis run.
+    """
+    path = Path(run_dir)
+    if not path.exists():
+        raise CheckpointError(f"run directory {str(path)!r} does not exist; {_HOW}")
+    if not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file, not a run directory; {_HOW}")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{str(path)!r} has no {META_FILE}, so it is not a mumis run directory; {_HOW}")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(
+            f"{str(meta_path)!r} is not a mumis run description (format {got!r}, expected "
+            f"{FORMAT!r}); {_HOW}"
+        )
+    model = meta.get("model")
+    needed = ("name", "kwargs", "input_shape", "num_classes", "normalisation")
+    if not isinstance(model, dict) or any(k not in model for k in needed):
+        raise CheckpointError(
+            f"{str(meta_path)!r} lacks the model description ({', '.join(needed)}); "
+            "the file was edited or truncated: re-run training"
+        )
+    return meta
+
+
+def _rebuild(meta: dict[str, Any], where: str) -> nn.Module:
+    from .models import build_model
+
+    spec = meta["model"]
+    try:
+        norm = spec["normalisation"]
+        return build_model(
+            spec["name"], input_shape=spec["input_shape"], num_classes=spec["num_classes"],
+            mean=norm["mean"], std=norm["std"], **dict(spec["kwargs"]),
+        )
+    except (ModelError, ConfigError) as e:
+        raise CheckpointError(f"cannot rebuild the model of {where!r}: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where!r}: malformed model description in {META_FILE} ({e})") from None
+
+
+def load_checkpoint(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a run's model from meta.json and load its weights from model.safetensors.
+
+    Args:
+        run_dir: a run directory written by `mumis train` or `mumis unlearn`.
+        device: where to put the model ("cpu", "cuda", "auto").
+
+    Returns:
+        (model in eval mode on `device`, meta dict).
+
+    Raises:
+        CheckpointError: missing folder or files, a folder that is not a mumis run, truncated or
+            corrupt weights, or weights that do not match the described architecture.
+    """
+    path = Path(run_dir)
+    meta = read_meta(path)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish: re-run it")
+    model = _rebuild(meta, str(path))
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"{str(weights)!r} is truncated or corrupt ({reason}); re-run the training or copy it again"
+        ) from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise CheckpointError(
+            f"{str(weights)!r} does not match the architecture in {META_FILE} ({what}, "
+            f"{len(missing)} missing and {len(unexpected)} unexpected tensors); the files come "
+            "from different runs: re-run training"
+        )
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{str(weights)!r} does not match the architecture in {META_FILE}: tensor {k!r} "
+                f"has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}; re-run training"
+            )
+    model.load_state_dict(state, strict=True)
+    model.to(resolve_device(device))
+    model.eval()
+    return model, meta
+
+
+def load_run_data(
+    meta: dict[str, Any], *, data_dir: str | Path | None = None
+) -> tuple[DatasetBundle, Manifest]:
+    """Reload a run's dataset and split manifest, checking they still fit together.
+
+    Args:
+        meta: a run's meta.json (see `read_meta`).
+        data_dir: override the data folder recorded in meta (e.g. the run was copied).
+
+    Returns:
+        (dataset, manifest); `data.make_splits(dataset, manifest)` gives the run's splits.
+
+    Raises:
+        CheckpointError: meta lacks the dataset or manifest.
+        DataError: the data cannot be loaded or no longer matches the manifest.
+    """
+    try:
+        ds = meta["dataset"]
+        name = ds["name"]
+        manifest_d = meta["manifest"]
+    except (KeyError, TypeError):
+        raise CheckpointError("run description lacks its dataset or manifest; re-run training") from None
+    bundle = load_dataset(name, data_dir if data_dir is not None else ds.get("data_dir"))
+    manifest = Manifest.from_dict(manifest_d)
+    n = len(bundle.y_train)
+    if len(manifest.forget) + len(manifest.retain) != n:
+        raise DataError(
+            f"dataset {name!r} now has {n} training samples but the run's split covers "
+            f"{len(manifest.forget) + len(manifest.retain)}; point --data-dir at the data the run used"
+        )
+    classes = ds.get("classes")
+    if classes is not None and list(classes) != list(bundle.classes):
+        raise DataError(f"dataset {name!r} now has other classes than when the run was made; "
+                        "point --data-dir at the data the run used")
+    return bundle, manifest
+
+
+def load_run_splits(run_dir: str | Path, *, data_dir: str | Path | None = None) -> Splits:
+    """The forget / retain / test splits of a run directory (see `load_run_data`)."""
+    bundle, manifest = load_run_data(read_meta(run_dir), data_dir=data_dir)
+    return make_splits(bundle, manifest)

@@ -1,0 +1,100 @@
+"""The contract every unlearning method follows, and the loop machinery they share.
+
+A method is a class with a `Config` dataclass (strict, typed, defaulted settings), declared data
+needs (`requires_retain`, `uses_train_data`) and capabilities (`needs_double_backward`), and a
+`run()` that changes the model it is handed (a copy of the caller's, made by `mumis.unlearn`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..config import build_config, config_to_dict
+from ..exceptions import DataError
+from ..registry import Registry
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # (x, y)
+
+
+@dataclass
+class RunOutput:
+    """What a method's `run()` returns (the front door adds model, timing and config)."""
+
+    steps: int
+    stop_reason: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything a method may use besides its config. `retain` is None for forget-only methods."""
+
+    forget: Pair
+    retain: Pair | None
+    num_classes: int
+    generator: torch.Generator  # seeded; the only source of randomness a method may use
+    device: torch.device
+    progress: bool = False
+    log: Callable[[dict[str, Any]], None] | None = None
+
+
+class UnlearningMethod:
+    """Base class. Subclasses set the class attributes and implement `run`."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type]
+    requires_retain: ClassVar[bool] = False  # needs remaining data
+    needs_double_backward: ClassVar[bool] = False  # differentiates input gradients
+
+    def __init__(self, **config: Any) -> None:
+        self.config = build_config(self.Config, config, what=f"method {self.name!r}")
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return config_to_dict(cls.Config())
+
+    @classmethod
+    def setting_docs(cls) -> dict[str, str]:
+        """Per-setting help, from `field(metadata={"help": ...})`."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls.Config)}
+
+    @classmethod
+    def data_needs(cls) -> str:
+        return "forget + retain" if cls.requires_retain else "forget only"
+
+    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[UnlearningMethod]] = Registry("method")
+
+
+def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+    """Class decorator: add a method to the registry under its `name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    return METHODS.register(cls.name, cls)
+
+
+def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise DataError(
+            f"{what} labels must be in 0..{num_classes - 1} (the model has {num_classes} outputs); "
+            f"got values from {int(y.min())} to {int(y.max())}"
+        )
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A seeded permutation of range(n) cut into batches (batch_size <= 0 means one full batch)."""
+    perm = torch.randperm(n, generator=generator)
+    size = n if batch_size <= 0 else batch_size
+    return perm.split(size)  # type: ignore[return-value]

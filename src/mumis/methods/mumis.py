@@ -1,0 +1,298 @@
+"""MU-Mis: machine unlearning by minimizing input sensitivity (remaining-data-free).
+
+Paper: X. Cheng, Z. Huang, et al., "Remaining-data-free Machine Unlearning by Suppressing
+Sample Contribution", ICLR 2026 (arXiv 2402.15109; first version "Machine Unlearning by
+Suppressing Sample Contribution", 2024). https://arxiv.org/abs/2402.15109
+
+Objective, per forget sample (x, c) and an irrelevant class c' != c:
+    l(x) = w_c * S_c(x)^2 - w_c' * S_c'(x)^2,   S_k(x) = || d f_k(x) / d x ||
+minimised by gradient descent on the weights with the forget data only, model in eval mode.
+The loss is unbounded below, so the stopping rule is part of the method.
+
+Three registered variants share this file:
+- `mumis`: our defaults (docs/mumis-study.md): the published objective with the irrelevant term
+  capped per sample, a per-sample switch, and a forget-set accuracy stop. Remaining-data-free.
+- `mumis_published`: the published method as written (random c', SGD, S' growth stopping rule).
+- `mumis_v1`: the 2024 first version (full batch, stop when the mean loss decrease reaches delta).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..exceptions import ConfigError
+from ..functional import norms, other_classes, selected_logit_gradients
+from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
+
+StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
+
+
+def _h(text: str, **kw: Any) -> Any:
+    """A dataclass field with a help string (shown by `mumis methods mumis`)."""
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class MuMisConfig:
+    lr: float = _h("learning rate", default=1e-4)
+    optimizer: Literal["sgd", "adam"] = _h("sgd (plain gradient descent) or adam", default="sgd")
+    momentum: float = _h("SGD momentum (0 = plain gradient descent)", default=0.0)
+    batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=128)
+    max_steps: int = _h("step budget; the run always stops here", default=1000)
+    norm: Literal["squared", "l2"] = _h("squared L2 (published) or plain L2 norm of input gradients", default="squared")
+    target_weight: float = _h("weight of the target-class term S_c", default=1.0)
+    irrelevant_weight: float = _h("weight of the irrelevant-class term S_c'", default=1.0)
+    irrelevant: Literal["random", "all"] = _h(
+        "random: one c' per sample per step (published); all: mean over the K-1 other classes", default="random")
+    irrelevant_cap: float | None = _h(
+        "cap each sample's irrelevant term at this multiple of its initial value (None: unbounded, published)",
+        default=None)
+    switch: Literal["none", "misclassified"] = _h(
+        "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
+        default="none")
+    normalise: bool = _h("divide the loss by the initial mean target term (makes lr transferable)", default=False)
+    stop: StopRule = _h(
+        "forget_acc: forget accuracy <= target_forget_acc; published: S' turned up from a dip and "
+        "S'(t)/S'(0) > delta; growth: S'(t)/S'(0) > delta; v1: mean loss decrease >= delta; none",
+        default="forget_acc")
+    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
+    target_forget_acc: float = _h("forget accuracy (percent) at which the forget_acc rule stops", default=0.0)
+    monitor_samples: int = _h("size of the fixed seeded forget subsample the stopping statistics use", default=512)
+    monitor_every: int = _h("steps between two evaluations of the stopping statistics", default=5)
+    divergence_factor: float = _h(
+        "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0)
+
+    def validate(self) -> None:
+        checks = [
+            (self.lr > 0, "lr must be > 0"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.batch_size >= 0, "batch_size must be >= 0 (0 = full batch)"),
+            (self.monitor_samples >= 1, "monitor_samples must be >= 1"),
+            (self.monitor_every >= 1, "monitor_every must be >= 1"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.irrelevant_cap is None or self.irrelevant_cap > 0, "irrelevant_cap must be > 0 or None"),
+            (0 <= self.target_forget_acc <= 100, "target_forget_acc is a percentage in [0, 100]"),
+            (self.divergence_factor > 1, "divergence_factor must be > 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"mumis: {msg}")
+
+
+@dataclass
+class _Monitor:
+    """Stopping statistics on the fixed forget subsample (no graph kept)."""
+
+    s_target: float  # mean S_c
+    s_irrelevant: float  # S': mean over samples and all other classes of S_k
+    loss: float  # objective with the mean over all irrelevant classes (v1 rule)
+    forget_acc: float  # percent, on the subsample
+    max_logit: float
+
+
+def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, k: int) -> _Monitor:
+    x = x.detach().requires_grad_(True)
+    logits = model(x)  # (M, K)
+    g_t = selected_logit_gradients(logits, x, y, retain_graph=True)
+    others = other_classes(y, k)  # (M, K-1)
+    s_irr = torch.zeros(len(y), device=x.device)
+    sq_irr = torch.zeros(len(y), device=x.device)
+    for j in range(k - 1):
+        sq = norms(selected_logit_gradients(logits, x, others[:, j], retain_graph=j < k - 2), "squared")
+        s_irr += sq.sqrt()
+        sq_irr += sq
+    s_irr, sq_irr = s_irr / (k - 1), sq_irr / (k - 1)
+    sq_t = norms(g_t, "squared")
+    per_sample = sq_t - sq_irr if norm == "squared" else sq_t.sqrt() - s_irr
+    return _Monitor(
+        s_target=float(sq_t.sqrt().mean()),
+        s_irrelevant=float(s_irr.mean()),
+        loss=float(per_sample.mean()),
+        forget_acc=100.0 * float((logits.argmax(1) == y).float().mean()),
+        max_logit=float(logits.detach().abs().max()),
+    )
+
+
+def _per_class_irrelevant(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, k: int,
+                          batch_size: int) -> torch.Tensor:
+    """Initial irrelevant term of every forget sample for every class, (N, K) (cap reference)."""
+    out = torch.zeros(len(y), k, device=x.device)
+    bs = batch_size if batch_size > 0 else 512
+    for s in range(0, len(y), bs):
+        xb = x[s : s + bs].detach().requires_grad_(True)
+        logits = model(xb)
+        for j in range(k):
+            cls = torch.full((len(xb),), j, device=x.device, dtype=torch.long)
+            out[s : s + bs, j] = norms(selected_logit_gradients(logits, xb, cls, retain_graph=j < k - 1),
+                                       norm).detach()
+    return out
+
+
+class MuMis(UnlearningMethod):
+    """MU-Mis with our defaults (see the module docstring and docs/mumis-study.md)."""
+
+    name = "mumis"
+    paper = "Cheng et al., ICLR 2026, arXiv 2402.15109"
+    summary = "minimise target-class input sensitivity, raise irrelevant-class sensitivity; forget data only"
+    Config = MuMisConfig
+    needs_double_backward = True
+
+    def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: torch.Tensor | None,
+              k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch loss and the batch logits (detached); one forward shared by both terms."""
+        cfg = self.config
+        x = x.detach().requires_grad_(True)
+        logits = model(x)  # (B, K)
+        if cfg.irrelevant == "random":
+            # c' uniform over the K-1 other classes, per sample, afresh each step.
+            shift = torch.randint(1, k, c.shape, generator=generator, device=generator.device)
+            irr = [(c + shift.to(c.device)) % k]
+        else:
+            irr = list(other_classes(c, k).T)
+        # create_graph keeps the forward graph alive for the weight gradient (double backprop).
+        s_t = norms(selected_logit_gradients(logits, x, c, create_graph=True), cfg.norm)
+        s_i = torch.zeros_like(s_t)
+        for cj in irr:
+            g = selected_logit_gradients(logits, x, cj, create_graph=True)
+            s = norms(g, cfg.norm)
+            if cap is not None:  # bounded irrelevant term: no gradient once a sample reaches its cap
+                s = torch.minimum(s, cap.gather(1, cj.view(-1, 1)).squeeze(1))
+            s_i = s_i + s
+        s_i = s_i / len(irr)
+        per_sample = cfg.target_weight * s_t - cfg.irrelevant_weight * s_i  # (B,)
+        logits = logits.detach()
+        if cfg.switch == "misclassified":
+            per_sample = per_sample * (logits.argmax(1) == c).float()
+        return per_sample.mean(), logits
+
+    def _should_stop(self, m: _Monitor, m0: _Monitor, s_min: float, dipped: bool) -> str | None:
+        cfg = self.config
+        ratio = m.s_irrelevant / max(m0.s_irrelevant, 1e-12)
+        if cfg.stop == "forget_acc" and m.forget_acc <= cfg.target_forget_acc:
+            return f"forget accuracy {m.forget_acc:.1f}% <= target {cfg.target_forget_acc:g}%"
+        if cfg.stop == "published" and dipped and m.s_irrelevant > s_min and ratio > cfg.delta:
+            return f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {cfg.delta:g}"
+        if cfg.stop == "growth" and ratio > cfg.delta:
+            return f"S'(t)/S'(0) = {ratio:.3f} > delta {cfg.delta:g}"
+        if cfg.stop == "v1" and m0.loss - m.loss >= cfg.delta:
+            return f"mean loss decrease {m0.loss - m.loss:.4g} >= delta {cfg.delta:g}"
+        return None
+
+    def _diverged(self, m: _Monitor, m0: _Monitor) -> str | None:
+        f = self.config.divergence_factor
+        values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
+        if not all(math.isfinite(v) for v in values):
+            return "non-finite sensitivity or logits"
+        if m.s_irrelevant > f * m0.s_irrelevant:
+            return f"irrelevant sensitivity exploded ({m.s_irrelevant:.3g} > {f:g} x start)"
+        if m.max_logit > f * max(m0.max_logit, 1.0):
+            return f"logits exploded (max |logit| {m.max_logit:.3g} > {f:g} x start)"
+        return None
+
+    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
+        cfg, k, g = self.config, ctx.num_classes, ctx.generator
+        x_all, y_all = ctx.forget
+        n = len(y_all)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        else:
+            opt = torch.optim.Adam(params, lr=cfg.lr)
+        mon_idx = torch.randperm(n, generator=g)[: cfg.monitor_samples].to(x_all.device)
+        x_mon, y_mon = x_all[mon_idx], y_all[mon_idx]
+
+        m0 = _monitor(model, x_mon, y_mon, cfg.norm, k)
+        scale = 1.0
+        if cfg.normalise:
+            scale = 1.0 / max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)
+        cap = None
+        if cfg.irrelevant_cap is not None:
+            cap = cfg.irrelevant_cap * _per_class_irrelevant(model, x_all, y_all, cfg.norm, k, cfg.batch_size)
+        history = [{"step": 0, **vars(m0)}]
+        good_state, good_step = copy.deepcopy(model.state_dict()), 0
+        s_min, dipped = m0.s_irrelevant, False
+        stop_reason = f"max_steps ({cfg.max_steps}) reached"
+        step, epoch_batches = 0, iter(())
+        if (reason := self._should_stop(m0, m0, s_min, dipped)) is not None:
+            return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
+        while step < cfg.max_steps:
+            idx = next(epoch_batches, None)
+            if idx is None:
+                epoch_batches = iter(batches(n, cfg.batch_size, g))
+                continue
+            idx = idx.to(x_all.device)
+            c = y_all[idx]
+            loss, _ = self._loss(model, x_all[idx], c, None if cap is None else cap[idx], k, g)
+            loss = loss * scale
+            if not torch.isfinite(loss):
+                model.load_state_dict(good_state)
+                stop_reason = f"diverged at step {step + 1} (non-finite loss); restored weights of step {good_step}"
+                break
+            opt.zero_grad(set_to_none=True)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for p, gp in zip(params, grads, strict=True):
+                p.grad = gp
+            opt.step()
+            step += 1
+            if step % cfg.monitor_every and step != cfg.max_steps:
+                continue
+            m = _monitor(model, x_mon, y_mon, cfg.norm, k)
+            row = {"step": step, "batch_loss": float(loss.detach()), **vars(m)}
+            history.append(row)
+            if ctx.log is not None:
+                ctx.log(row)
+            if (why := self._diverged(m, m0)) is not None:
+                model.load_state_dict(good_state)
+                stop_reason = f"diverged at step {step} ({why}); restored weights of step {good_step}"
+                break
+            good_state, good_step = copy.deepcopy(model.state_dict()), step
+            if m.s_irrelevant < s_min:
+                s_min, dipped = m.s_irrelevant, True
+            if (reason := self._should_stop(m, m0, s_min, dipped)) is not None:
+                stop_reason = reason
+                break
+        return RunOutput(steps=step, stop_reason=stop_reason, history=history,
+                         extra={"restored_step": good_step if stop_reason.startswith("diverged") else None})
+
+
+@dataclass
+class MuMisPublishedConfig(MuMisConfig):
+    """The published method as written: unbounded loss, random c', S' growth stopping rule."""
+
+    stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="published")
+    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
+
+
+class MuMisPublished(MuMis):
+    """MU-Mis exactly as published (for comparison; see docs/mumis-study.md for its failure modes)."""
+
+    name = "mumis_published"
+    summary = "MU-Mis as published: unbounded objective, S'-based stopping rule"
+    Config = MuMisPublishedConfig
+
+
+@dataclass
+class MuMisV1Config(MuMisConfig):
+    """First version (2024): full-batch gradient descent, stop on the mean loss decrease."""
+
+    batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=0)
+    stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="v1")
+    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
+
+
+class MuMisV1(MuMis):
+    """MU-Mis, first version (2024): full batch, loss-decrease stopping rule."""
+
+    name = "mumis_v1"
+    summary = "MU-Mis first version: full batch, stop when the mean loss decrease reaches delta"
+    Config = MuMisV1Config
+
+
+for _cls in (MuMis, MuMisPublished, MuMisV1):
+    register_method(_cls)

@@ -1,0 +1,38 @@
+"""Metrics of an unlearned model: accuracies, membership inference, divergences, sensitivities.
+
+Each is a function of per-split logits (computed once by `compute_logits`) or, for the
+sensitivity diagnostics, of input gradients from `mumis.functional`. `mumis.evaluate` combines
+them into a report with the keys of EVALUATION.md.
+"""
+
+from .accuracy import accuracy, compute_logits, eval_mode, per_class_accuracy
+from .divergence import js_per_sample, js_to_retrain, kl_per_sample, kl_to_retrain
+from .mia import (
+    ORIENTATION,
+    AttackResult,
+    balanced_loss_set,
+    entropy_attack,
+    loss_attack_accuracy,
+    loss_attack_auc,
+    mia_efficacy,
+    per_sample_loss,
+    prediction_entropy,
+    salun_attack_set,
+    true_label_confidence,
+)
+from .sensitivity import (
+    SensitivityDiagnostics,
+    plot_sensitivity_histograms,
+    sensitivity_diagnostics,
+    subsample_indices,
+    summarize,
+)
+
+__all__ = [
+    "ORIENTATION", "AttackResult", "SensitivityDiagnostics", "accuracy", "balanced_loss_set",
+    "compute_logits", "entropy_attack", "eval_mode", "js_per_sample", "js_to_retrain",
+    "kl_per_sample", "kl_to_retrain", "loss_attack_accuracy", "loss_attack_auc", "mia_efficacy",
+    "per_class_accuracy", "per_sample_loss", "plot_sensitivity_histograms",
+    "prediction_entropy", "salun_attack_set", "sensitivity_diagnostics", "subsample_indices",
+    "summarize", "true_label_confidence",
+]

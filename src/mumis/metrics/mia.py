@@ -1,0 +1,256 @@
+"""Membership-inference attacks used by the unlearning literature, each exactly as its toolkit.
+
+All three attacks read one number per sample, derived from logits computed once per split
+(`features_from_logits`), so the model is never run here. Every score is in percent.
+
+| key            | feature                      | source                        | orientation                  |
+|----------------|------------------------------|-------------------------------|------------------------------|
+| `mia_efficacy` | softmax confidence p_y(x)    | SalUn (Fan et al., ICLR 2024), | higher = more forgotten      |
+|                |                              | `evaluation/SVC_MIA.py` of the |                              |
+|                |                              | l1-sparse / SalUn code        |                              |
+| `mia_entropy`  | softmax entropy              | SSD (Foster et al., AAAI 2024),| lower = more forgotten       |
+|                |                              | Bad Teacher, MU-Mis paper     |                              |
+| `mia_loss_acc` | per-sample cross-entropy     | SCRUB (Kurmanji et al. 2023),  | ideal = retrain's, near 50   |
+| `mia_loss_auc` |                              | NeurIPS 2023 unlearning kit   | ideal = retrain's, near 50   |
+
+Degenerate inputs (an empty side, non-finite outputs, too few samples for cross-validation)
+give NaN with the reason in the result's `details`; they never raise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: What each MIA score means; printed beside the numbers so nobody reads one upside down.
+ORIENTATION: dict[str, str] = {
+    "mia_efficacy": "SalUn MIA-Efficacy: % of forget samples an SVC on p_y(x) calls non-member; "
+    "higher = more forgotten, target = retrain's value",
+    "mia_entropy": "SSD entropy attack: % of forget samples a logistic regression on softmax "
+    "entropy calls member; lower = more forgotten, target = retrain's value",
+    "mia_loss_acc": "loss attack (SCRUB / NeurIPS 2023 kit): stratified-CV accuracy of a logistic "
+    "regression telling forget from test by loss; ideal = retrain's value, near 50",
+    "mia_loss_auc": "loss-threshold AUC, forget (member) vs test, score = -loss; "
+    "ideal = retrain's value, near 50",
+}
+
+
+@dataclass
+class AttackResult:
+    """One attack's score (percent, NaN when it could not be computed) and how it was made."""
+
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------- features
+def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Softmax probability of the true label, p_y(x), (N,) float64 (SalUn's feature)."""
+    if len(y) == 0:
+        return np.zeros(0)
+    p = torch.softmax(logits.double(), dim=1)  # (N, K)
+    return p.gather(1, y.long().view(-1, 1)).squeeze(1).numpy()
+
+
+def prediction_entropy(logits: torch.Tensor) -> np.ndarray:
+    """Entropy of the softmax in nats, (N,) float64 (SSD's feature).
+
+    Computed from `log_softmax` so confident outputs neither overflow nor give 0 * log 0 = NaN
+    (terms with p = 0 count as 0, as in SSD's `entropy`).
+    """
+    if len(logits) == 0:
+        return np.zeros(0)
+    logp = torch.log_softmax(logits.double(), dim=1)  # (N, K)
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=1).numpy()
+
+
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Cross-entropy of each sample, (N,) float64 (the loss attack's feature)."""
+    if len(y) == 0:
+        return np.zeros(0)
+    return F.cross_entropy(logits.double(), y.long(), reduction="none").numpy()
+
+
+def _nan(reason: str, **details: Any) -> AttackResult:
+    return AttackResult(math.nan, {"skipped": reason, **details})
+
+
+def _finite(*arrays: np.ndarray) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+# ----------------------------------------------------------------------- SalUn MIA-Efficacy
+def salun_attack_set(
+    retain_conf: np.ndarray, nonmember_conf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The SalUn attack's training set: first N retain samples (members, 1) + N non-members (0).
+
+    N = the number of non-members (the test set; class-wise: its remaining classes). SalUn takes
+    `Subset(retain_dataset, range(len(test_dataset)))`, i.e. the first N retain samples *in
+    dataset order*; when the retain set is smaller than N all of it is used.
+
+    Args:
+        retain_conf: (R,) features of the retain samples, in dataset order.
+        nonmember_conf: (N,) features of the non-member (test) samples.
+    Returns:
+        X of shape (M + N, 1) and labels (M + N,) with M = min(R, N): 1 = member, 0 = not.
+    """
+    m = min(len(retain_conf), len(nonmember_conf))
+    x = np.concatenate([retain_conf[:m], nonmember_conf]).reshape(-1, 1)
+    labels = np.concatenate([np.ones(m), np.zeros(len(nonmember_conf))])
+    return x, labels
+
+
+def mia_efficacy(
+    retain_conf: np.ndarray, nonmember_conf: np.ndarray, forget_conf: np.ndarray
+) -> AttackResult:
+    """SalUn MIA-Efficacy: % of forget samples that an RBF SVC calls non-member.
+
+    From SalUn (Fan et al., ICLR 2024, arXiv:2310.12508) and the l1-sparse code it reuses
+    (`evaluation/SVC_MIA.py`, `SVC_fit_predict` with `target_test = forget`): feature = softmax
+    confidence on the true label; `SVC(C=3, gamma="auto", kernel="rbf")` trained on the first N
+    retain samples (members) vs the N non-members. Higher = more forgotten.
+
+    Args:
+        retain_conf: (R,) p_y(x) of the retain samples in dataset order.
+        nonmember_conf: (N,) p_y(x) of the test samples (class-wise: remaining classes only).
+        forget_conf: (F,) p_y(x) of the forget samples.
+    Returns:
+        AttackResult with the percentage and the attack-set sizes.
+    """
+    from sklearn.svm import SVC
+
+    x, labels = salun_attack_set(retain_conf, nonmember_conf)
+    n_mem = int(labels.sum())
+    details: dict[str, Any] = {"n_members": n_mem, "n_nonmembers": len(nonmember_conf),
+                               "n_forget": len(forget_conf)}
+    if n_mem < len(nonmember_conf):
+        details["note"] = "retain set smaller than N: all retain samples used as members"
+    if n_mem == 0 or len(nonmember_conf) == 0 or len(forget_conf) == 0:
+        return _nan("an empty split (retain, test or forget)", **details)
+    if not _finite(x, forget_conf):
+        return _nan("non-finite model outputs", **details)
+    clf = SVC(C=3, gamma="auto", kernel="rbf")
+    clf.fit(x, labels)
+    pred = clf.predict(forget_conf.reshape(-1, 1))  # 1 = member
+    return AttackResult(float(1.0 - pred.mean()) * 100.0, details)
+
+
+# --------------------------------------------------------------------- SSD entropy attack
+def entropy_attack(
+    retain_ent: np.ndarray, test_ent: np.ndarray, forget_ent: np.ndarray
+) -> AttackResult:
+    """SSD entropy attack: % of forget samples a logistic regression on entropy calls member.
+
+    From SSD (Foster et al., AAAI 2024, `get_membership_attack_prob`), also used by Bad Teacher
+    (Chundawat et al., AAAI 2023) and the MU-Mis paper: `LogisticRegression(class_weight=
+    "balanced")` on the softmax entropy of all retain samples (label 1) vs all test samples
+    (label 0), then applied to the forget samples. Lower = more forgotten.
+
+    Args:
+        retain_ent, test_ent, forget_ent: (R,), (T,), (F,) entropies.
+    Returns:
+        AttackResult with the percentage (and whether the solver converged).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    details: dict[str, Any] = {"n_members": len(retain_ent), "n_nonmembers": len(test_ent),
+                               "n_forget": len(forget_ent)}
+    if len(retain_ent) == 0 or len(test_ent) == 0 or len(forget_ent) == 0:
+        return _nan("an empty split (retain, test or forget)", **details)
+    if not _finite(retain_ent, test_ent, forget_ent):
+        return _nan("non-finite model outputs", **details)
+    x = np.concatenate([retain_ent, test_ent]).reshape(-1, 1)
+    labels = np.concatenate([np.ones(len(retain_ent)), np.zeros(len(test_ent))])
+    clf = LogisticRegression(class_weight="balanced", solver="lbfgs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(x, labels)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        details["converged"] = False
+    pred = clf.predict(forget_ent.reshape(-1, 1))  # 1 = member
+    return AttackResult(float(pred.mean()) * 100.0, details)
+
+
+# ---------------------------------------------------------------------------- loss attack
+def balanced_loss_set(
+    forget_loss: np.ndarray, test_loss: np.ndarray, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forget (member, 1) vs test (non-member, 0) losses, the larger side subsampled to the smaller.
+
+    The subsample is drawn with `np.random.default_rng(seed)` without replacement and kept in
+    the original order, so the set is the same on every run.
+
+    Returns:
+        X of shape (2m, 1) and labels (2m,), members first; m = min(F, T).
+    """
+    rng = np.random.default_rng(seed)
+    m = min(len(forget_loss), len(test_loss))
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return a if len(a) == m else a[np.sort(rng.choice(len(a), size=m, replace=False))]
+
+    x = np.concatenate([take(forget_loss), take(test_loss)]).reshape(-1, 1)
+    return x, np.concatenate([np.ones(m), np.zeros(m)])
+
+
+def loss_attack_accuracy(
+    forget_loss: np.ndarray, test_loss: np.ndarray, *, n_splits: int = 10, seed: int = 0
+) -> AttackResult:
+    """Loss attack: stratified k-fold CV accuracy of a logistic regression, forget vs test.
+
+    From SCRUB (Kurmanji et al., NeurIPS 2023) and the NeurIPS 2023 machine-unlearning starting
+    kit (`simple_mia`): feature = per-sample cross-entropy, `LogisticRegression()` with default
+    settings, balanced classes, mean accuracy over the folds. (The kit draws 10 stratified
+    shuffle-splits; we use `StratifiedKFold(10, shuffle=True, random_state=seed)`, which tests
+    every sample exactly once.) With fewer than `n_splits` samples per side, the number of folds
+    drops to that count (recorded in `details['folds']`); below 2 the score is NaN.
+
+    Returns:
+        AttackResult with the accuracy in percent; 50 = the attack cannot tell them apart.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x, labels = balanced_loss_set(forget_loss, test_loss, seed=seed)
+    m = len(labels) // 2
+    folds = min(n_splits, m)
+    details: dict[str, Any] = {"n_per_side": m, "folds": folds, "seed": seed}
+    if folds < 2:
+        return _nan("fewer than 2 samples on a side; cross-validation impossible", **details)
+    if not _finite(x):
+        return _nan("non-finite model outputs", **details)
+    if folds < n_splits:
+        details["note"] = f"only {m} samples per side: {folds}-fold instead of {n_splits}-fold CV"
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on separable folds
+        scores = cross_val_score(LogisticRegression(), x, labels, cv=cv, scoring="accuracy")
+    return AttackResult(float(np.mean(scores)) * 100.0, details)
+
+
+def loss_attack_auc(forget_loss: np.ndarray, test_loss: np.ndarray) -> AttackResult:
+    """Loss-threshold attack AUC (percent), forget = member, test = non-member, score = -loss.
+
+    Members of a model have lower loss, so a threshold on -loss is the attack; its ROC AUC uses
+    every forget and test sample (AUC does not depend on the class balance, so nothing is
+    subsampled). 50 = chance, 100 = perfect separation.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    details: dict[str, Any] = {"n_members": len(forget_loss), "n_nonmembers": len(test_loss)}
+    if len(forget_loss) == 0 or len(test_loss) == 0:
+        return _nan("an empty split (forget or test)", **details)
+    if not _finite(forget_loss, test_loss):
+        return _nan("non-finite model outputs", **details)
+    scores = -np.concatenate([forget_loss, test_loss])
+    labels = np.concatenate([np.ones(len(forget_loss)), np.zeros(len(test_loss))])
+    return AttackResult(float(roc_auc_score(labels, scores)) * 100.0, details)
