@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..exceptions import DataError
 from .base import DatasetBundle, register_dataset
@@ -116,14 +115,14 @@ def _names(value: Any, path: Path, key: str) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in value]
 
 
-def _images(value: Any, path: Path) -> torch.Tensor:
-    """CIFAR rows (N, 3072: 1024 red, 1024 green, 1024 blue) -> (N, 3, 32, 32) in [0, 1]."""
+def _rows(value: Any, path: Path) -> np.ndarray:
+    """CIFAR rows (N, 3072: 1024 red, 1024 green, 1024 blue) -> uint8 (N, 3, 32, 32)."""
     if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.size % 3072:
         shape = getattr(value, "shape", "?")
         raise DataError(
             f"{str(path)!r}: 'data' is {type(value).__name__} {shape}, expected uint8 (N, 3072)"
         )
-    return uint8_images(value.reshape(-1, 3, 32, 32))
+    return value.reshape(-1, 3, 32, 32)
 
 
 def _labels(value: Any, n: int, num_classes: int, path: Path, key: str) -> np.ndarray:
@@ -177,13 +176,13 @@ def load_cifar10(data_dir: Path | None = None) -> DatasetBundle:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         path = _need(root, name, "cifar10")
         d = _as_dict(safe_load_pickle(path), path, ("data", "labels"))
-        x = _images(d["data"], path)
-        xs.append(x)
-        ys.append(_labels(d["labels"], len(x), len(classes), path, "labels"))
+        xs.append(_rows(d["data"], path))
+        ys.append(_labels(d["labels"], len(xs[-1]), len(classes), path, "labels"))
+    # join the uint8 batches first: one float copy of the training set, not two
     return DatasetBundle(
         name="cifar10",
-        x_train=torch.cat(xs[:5]), y_train=labels_tensor(np.concatenate(ys[:5])),
-        x_test=xs[5], y_test=labels_tensor(ys[5]),
+        x_train=uint8_images(np.concatenate(xs[:5])), y_train=labels_tensor(np.concatenate(ys[:5])),
+        x_test=uint8_images(xs[5]), y_test=labels_tensor(ys[5]),
         classes=classes, source=str(root),
     )
 
@@ -215,7 +214,7 @@ def load_cifar100(data_dir: Path | None = None) -> DatasetBundle:
     for split in ("train", "test"):
         path = _need(root, split, "cifar100")
         d = _as_dict(safe_load_pickle(path), path, ("data", "fine_labels", "coarse_labels"))
-        x = _images(d["data"], path)
+        x = uint8_images(_rows(d["data"], path))
         y = _labels(d["fine_labels"], len(x), len(fine), path, "fine_labels")
         yc = _labels(d["coarse_labels"], len(x), len(coarse), path, "coarse_labels")
         _check_grouping(y, yc, path)

@@ -68,9 +68,9 @@ def stratified_split(
 
 
 def uint8_images(x: np.ndarray) -> torch.Tensor:
-    """uint8 (N, C, H, W) pixels -> float32 tensor in [0, 1]."""
-    # astype copies into a fresh writable array (buffers read from files are read-only)
-    return torch.from_numpy(x.astype(np.float32)).div_(255.0)  # (N, C, H, W)
+    """Integer pixels 0..255, (N, C, H, W) -> float32 tensor in [0, 1] (a fresh copy)."""
+    # one pass into a new writable array (buffers read from files are read-only)
+    return torch.from_numpy(np.divide(x, np.float32(255.0), dtype=np.float32))  # (N, C, H, W)
 
 
 def labels_tensor(y: np.ndarray) -> torch.Tensor:

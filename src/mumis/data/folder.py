@@ -7,7 +7,8 @@ Layouts accepted under `--data-dir ROOT`:
 
 Class names are the sub-folder names, sorted. Images are not resized (the pixels stay the
 user's): they must all have one size. They are converted to the mode of the first image,
-grey ("L") when it is a grey mode, else RGB.
+grey ("L") when it is a grey mode, else RGB. Only 8-bit images are read (16-bit or float
+ones would be clipped by the conversion, so they are refused).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .common import labels_tensor, require_data_dir, stratified_split, uint8_ima
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
-_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F", "La"})
+_GREY_MODES = frozenset({"1", "L", "LA", "La"})
 
 
 def _pil_image() -> Any:
@@ -102,6 +103,11 @@ class _Reader:
         try:
             with self.image.open(path) as im:
                 im.load()
+                if im.mode.startswith(("I", "F")):  # converting would clip to 255 silently
+                    raise DataError(
+                        f"{str(path)!r} has {im.mode} pixels (16/32-bit or float); "
+                        "save the images as 8-bit grey or RGB"
+                    )
                 if self.mode is None:
                     self.mode = "L" if im.mode in _GREY_MODES else "RGB"
                     self.size, self.first = im.size, path

@@ -24,7 +24,13 @@ import torch
 
 from ..exceptions import DataError
 from .base import DatasetBundle, register_dataset
-from .common import check_labels, labels_tensor, require_data_dir, stratified_split
+from .common import (
+    check_labels,
+    labels_tensor,
+    require_data_dir,
+    stratified_split,
+    uint8_images,
+)
 
 _WHAT = "a .npz file with arrays x, y (or x_train, y_train, x_test, y_test)"
 _SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -70,7 +76,7 @@ def _images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
     if x.dtype.kind in "iu":
         if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
             raise DataError(f"{where}: integer pixels must lie in 0..255, got {x.min()}..{x.max()}")
-        return torch.from_numpy(x.astype(np.float32)).div_(255.0)
+        return uint8_images(x)
     if x.dtype.kind != "f":
         raise DataError(f"{where} has dtype {x.dtype}; expected uint8 or float pixels")
     out = np.ascontiguousarray(x, dtype=np.float32)

@@ -134,6 +134,38 @@ def _per_class_irrelevant(model: nn.Module, x: torch.Tensor, y: torch.Tensor, no
     return out
 
 
+class Stopper:
+    """A stopping rule evaluated on successive monitor readings (the first one is step 0).
+
+    Rules: `forget_acc` (forget accuracy <= target), `published` (S' turned upward after dipping
+    below S'(0), and S'(t)/S'(0) > delta), `growth` (S'(t)/S'(0) > delta, no dip needed),
+    `v1` (mean loss decrease since the start >= delta), `none` (only max_steps stops).
+    """
+
+    def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor) -> None:
+        self.rule, self.delta, self.target = rule, delta, target_forget_acc
+        self.start = start
+        self.s_min = start.s_irrelevant
+        self.dipped = False
+
+    def __call__(self, m: _Monitor) -> str | None:
+        """Reason to stop after reading `m`, or None to go on."""
+        ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
+        reason = None
+        if self.rule == "forget_acc" and m.forget_acc <= self.target:
+            reason = f"forget accuracy {m.forget_acc:.1f}% <= target {self.target:g}%"
+        elif self.rule == "published" and self.dipped and m.s_irrelevant > self.s_min and ratio > self.delta:
+            reason = f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
+        elif self.rule == "growth" and ratio > self.delta:
+            reason = f"S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
+        elif self.rule == "v1" and self.start.loss - m.loss >= self.delta:
+            reason = f"mean loss decrease {self.start.loss - m.loss:.4g} >= delta {self.delta:g}"
+        if m.s_irrelevant < self.s_min:
+            self.s_min, self.dipped = m.s_irrelevant, True
+        return reason
+
+
+
 class MuMis(UnlearningMethod):
     """MU-Mis with our defaults (see the module docstring and docs/mumis-study.md)."""
 
@@ -171,19 +203,6 @@ class MuMis(UnlearningMethod):
             per_sample = per_sample * (logits.argmax(1) == c).float()
         return per_sample.mean(), logits
 
-    def _should_stop(self, m: _Monitor, m0: _Monitor, s_min: float, dipped: bool) -> str | None:
-        cfg = self.config
-        ratio = m.s_irrelevant / max(m0.s_irrelevant, 1e-12)
-        if cfg.stop == "forget_acc" and m.forget_acc <= cfg.target_forget_acc:
-            return f"forget accuracy {m.forget_acc:.1f}% <= target {cfg.target_forget_acc:g}%"
-        if cfg.stop == "published" and dipped and m.s_irrelevant > s_min and ratio > cfg.delta:
-            return f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {cfg.delta:g}"
-        if cfg.stop == "growth" and ratio > cfg.delta:
-            return f"S'(t)/S'(0) = {ratio:.3f} > delta {cfg.delta:g}"
-        if cfg.stop == "v1" and m0.loss - m.loss >= cfg.delta:
-            return f"mean loss decrease {m0.loss - m.loss:.4g} >= delta {cfg.delta:g}"
-        return None
-
     def _diverged(self, m: _Monitor, m0: _Monitor) -> str | None:
         f = self.config.divergence_factor
         values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
@@ -216,10 +235,10 @@ class MuMis(UnlearningMethod):
             cap = cfg.irrelevant_cap * _per_class_irrelevant(model, x_all, y_all, cfg.norm, k, cfg.batch_size)
         history = [{"step": 0, **vars(m0)}]
         good_state, good_step = copy.deepcopy(model.state_dict()), 0
-        s_min, dipped = m0.s_irrelevant, False
         stop_reason = f"max_steps ({cfg.max_steps}) reached"
         step, epoch_batches = 0, iter(())
-        if (reason := self._should_stop(m0, m0, s_min, dipped)) is not None:
+        stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=cfg.target_forget_acc, start=m0)
+        if (reason := stopper(m0)) is not None:
             return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
         while step < cfg.max_steps:
             idx = next(epoch_batches, None)
@@ -252,9 +271,7 @@ class MuMis(UnlearningMethod):
                 stop_reason = f"diverged at step {step} ({why}); restored weights of step {good_step}"
                 break
             good_state, good_step = copy.deepcopy(model.state_dict()), step
-            if m.s_irrelevant < s_min:
-                s_min, dipped = m.s_irrelevant, True
-            if (reason := self._should_stop(m, m0, s_min, dipped)) is not None:
+            if (reason := stopper(m)) is not None:
                 stop_reason = reason
                 break
         return RunOutput(steps=step, stop_reason=stop_reason, history=history,

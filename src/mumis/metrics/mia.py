@@ -1,17 +1,16 @@
 """Membership-inference attacks used by the unlearning literature, each exactly as its toolkit.
 
 All three attacks read one number per sample, derived from logits computed once per split
-(`features_from_logits`), so the model is never run here. Every score is in percent.
+(`true_label_confidence`, `prediction_entropy`, `per_sample_loss`), so the model is never run
+here. Every score is in percent.
 
-| key            | feature                      | source                        | orientation                  |
-|----------------|------------------------------|-------------------------------|------------------------------|
-| `mia_efficacy` | softmax confidence p_y(x)    | SalUn (Fan et al., ICLR 2024), | higher = more forgotten      |
-|                |                              | `evaluation/SVC_MIA.py` of the |                              |
-|                |                              | l1-sparse / SalUn code        |                              |
-| `mia_entropy`  | softmax entropy              | SSD (Foster et al., AAAI 2024),| lower = more forgotten       |
-|                |                              | Bad Teacher, MU-Mis paper     |                              |
-| `mia_loss_acc` | per-sample cross-entropy     | SCRUB (Kurmanji et al. 2023),  | ideal = retrain's, near 50   |
-| `mia_loss_auc` |                              | NeurIPS 2023 unlearning kit   | ideal = retrain's, near 50   |
+- `mia_efficacy`: SVC on the softmax confidence p_y(x); SalUn (Fan et al., ICLR 2024), the
+  `evaluation/SVC_MIA.py` of the l1-sparse / SalUn code. Higher = more forgotten.
+- `mia_entropy`: logistic regression on the softmax entropy; SSD (Foster et al., AAAI 2024),
+  Bad Teacher, MU-Mis paper. Lower = more forgotten.
+- `mia_loss_acc`, `mia_loss_auc`: logistic regression / threshold on the per-sample loss;
+  SCRUB (Kurmanji et al., NeurIPS 2023), NeurIPS 2023 unlearning starting kit. Ideal =
+  retrain's value, near 50.
 
 Degenerate inputs (an empty side, non-finite outputs, too few samples for cross-validation)
 give NaN with the reason in the result's `details`; they never raise.

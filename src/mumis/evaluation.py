@@ -1,0 +1,481 @@
+"""`evaluate(model, splits, reference=...)`: every EVALUATION.md metric, against the retrain.
+
+Each split is run through each model once (`compute_logits`: batched, `no_grad`, eval mode,
+modes restored); accuracies, the three membership-inference attacks and the divergences are
+derived from those logits, the sensitivity diagnostics from `mumis.functional`. The report
+names every number with the EVALUATION.md keys, puts the reference's value and the absolute
+difference beside it, and states each attack's orientation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .data.splits import Pair, Splits
+from .exceptions import ConfigError
+from .metrics.accuracy import accuracy, compute_logits, per_class_accuracy
+from .metrics.divergence import js_to_retrain, kl_to_retrain
+from .metrics.mia import (
+    ORIENTATION,
+    AttackResult,
+    entropy_attack,
+    loss_attack_accuracy,
+    loss_attack_auc,
+    mia_efficacy,
+    per_sample_loss,
+    prediction_entropy,
+    true_label_confidence,
+)
+from .metrics.sensitivity import sensitivity_diagnostics
+from .registry import did_you_mean
+from .utils import hash_arrays, to_jsonable
+
+#: Metric groups `evaluate(metrics=...)` accepts; "mia" = the three attacks.
+METRIC_GROUPS = ("accuracy", "mia", "mia_efficacy", "mia_entropy", "mia_loss", "divergence",
+                 "sensitivity")
+#: What `evaluate` computes by default ("divergence" only when a reference is given).
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "mia", "divergence", "sensitivity")
+#: Scalar metric keys in display order (EVALUATION.md names).
+METRIC_KEYS = ("forget_acc", "unlearn_acc", "retain_acc", "test_acc", "test_remaining_acc",
+               "test_forgotten_acc", "mia_efficacy", "mia_entropy", "mia_loss_acc",
+               "mia_loss_auc", "kl_to_retrain", "js_to_retrain")
+#: MU-Mis paper's Avg. Gap, class-wise / sub-class forgetting.
+GAP_PAPER_CLASSWISE = ("test_remaining_acc", "test_forgotten_acc", "test_acc")
+#: MU-Mis paper's Avg. Gap, random / index forgetting.
+GAP_PAPER_RANDOM = ("retain_acc", "forget_acc", "test_acc")
+#: SalUn's Avg. Gap (UA, RA, TA, MIA-Efficacy).
+GAP_SALUN = ("unlearn_acc", "retain_acc", "test_acc", "mia_efficacy")
+
+MEANING: dict[str, str] = {
+    "forget_acc": "accuracy on the forget samples (%)",
+    "unlearn_acc": "100 - forget_acc (SalUn's UA)",
+    "retain_acc": "accuracy on the retain samples (%)",
+    "test_acc": "accuracy on the whole test set (%)",
+    "test_remaining_acc": "test accuracy on the classes kept (%)",
+    "test_forgotten_acc": "test accuracy on the forgotten class(es) (%)",
+    "mia_efficacy": "% forget called non-member by SalUn's SVC; higher = more forgotten",
+    "mia_entropy": "% forget called member by SSD's entropy LR; lower = more forgotten",
+    "mia_loss_acc": "CV accuracy of loss LR, forget vs test; ideal = retrain's, ~50",
+    "mia_loss_auc": "AUC of -loss, forget vs test; ideal = retrain's, ~50",
+    "kl_to_retrain": "mean KL(retrain || model) on forget, nats; 0 = identical",
+    "js_to_retrain": "mean Jensen-Shannon to retrain on forget, nats; 0 = identical",
+    "gap_paper": "MU-Mis Avg. Gap: mean |diff| over {keys}",
+    "gap_salun": "SalUn Avg. Gap: mean |diff| over unlearn_acc, retain_acc, test_acc, mia_efficacy",
+}
+
+
+# ------------------------------------------------------------------------------------- gaps
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def gap(
+    model: Mapping[str, Any], reference: Mapping[str, Any], keys: Iterable[str]
+) -> float | None:
+    """Mean absolute difference over `keys`; None when a key is missing or not finite."""
+    keys = list(keys)
+    if not keys or not all(_finite(model.get(k)) and _finite(reference.get(k)) for k in keys):
+        return None
+    return sum(abs(float(model[k]) - float(reference[k])) for k in keys) / len(keys)
+
+
+def gap_paper_keys(classwise: bool) -> tuple[str, ...]:
+    """The accuracies the MU-Mis paper's Avg. Gap averages over, for this kind of forgetting."""
+    return GAP_PAPER_CLASSWISE if classwise else GAP_PAPER_RANDOM
+
+
+def gap_paper(
+    model: Mapping[str, Any], reference: Mapping[str, Any], *, classwise: bool
+) -> float | None:
+    """MU-Mis paper's Avg. Gap: over (test_remaining_acc, test_forgotten_acc, test_acc) for
+    class-wise / sub-class forgetting, over (retain_acc, forget_acc, test_acc) otherwise."""
+    return gap(model, reference, gap_paper_keys(classwise))
+
+
+def gap_salun(model: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
+    """SalUn's Avg. Gap: over (unlearn_acc, retain_acc, test_acc, mia_efficacy)."""
+    return gap(model, reference, GAP_SALUN)
+
+
+# ----------------------------------------------------------------------------------- report
+@dataclass
+class EvaluationReport:
+    """The metrics of one model (and of the reference), with their provenance.
+
+    Attributes:
+        model: EVALUATION.md key -> value for the evaluated model.
+        reference: the same for the reference (retrained) model, or None.
+        kind: the forgetting scenario ('class', 'subclass', 'random', 'indices').
+        classwise: True when test_remaining / test_forgotten exist.
+        num_classes: classes of the label space.
+        sizes: samples per split.
+        per_class_acc: {"model": [...], "reference": [...]}: test accuracy per class (%).
+        mia_details: {"model": {key: details}, ...}: attack-set sizes, folds, notes.
+        sensitivity: {"model": summary, "reference": summary} or None.
+        seed: seed of every subsample.
+    """
+
+    model: dict[str, float]
+    reference: dict[str, float] | None
+    kind: str
+    classwise: bool
+    num_classes: int
+    sizes: dict[str, int]
+    per_class_acc: dict[str, list[float | None]]
+    mia_details: dict[str, dict[str, Any]]
+    sensitivity: dict[str, Any] | None
+    seed: int
+    fingerprint: str = ""
+    # Kept for reuse as a reference and for plots; never serialised.
+    forget_logits: torch.Tensor | None = field(default=None, repr=False)
+    sensitivity_values: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def diff(self) -> dict[str, float] | None:
+        """|model - reference| for every key both have (NaN where either is NaN)."""
+        if self.reference is None:
+            return None
+        return {k: abs(v - self.reference[k]) for k, v in self.model.items() if k in self.reference}
+
+    @property
+    def gap_paper(self) -> float | None:
+        return None if self.reference is None else gap_paper(
+            self.model, self.reference, classwise=self.classwise)
+
+    @property
+    def gap_salun(self) -> float | None:
+        return None if self.reference is None else gap_salun(self.model, self.reference)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: `model` (+ `reference`, `diff`, `gap_paper`, `gap_salun` with a
+        reference), then per-class accuracy, MIA details and orientation, sensitivity summary."""
+        out: dict[str, Any] = {"model": dict(self.model)}
+        if self.reference is not None:
+            out["reference"] = dict(self.reference)
+            out["diff"] = self.diff
+            out["gap_paper"] = self.gap_paper
+            out["gap_salun"] = self.gap_salun
+            out["gap_paper_keys"] = list(gap_paper_keys(self.classwise))
+        out["kind"] = self.kind
+        out["sizes"] = dict(self.sizes)
+        out["seed"] = self.seed
+        out["per_class_acc"] = self.per_class_acc
+        out["orientation"] = {k: v for k, v in ORIENTATION.items() if k in self.model}
+        out["mia_details"] = self.mia_details
+        if self.sensitivity is not None:
+            out["sensitivity"] = self.sensitivity
+        return to_jsonable(out)
+
+    def to_markdown(self, *, model_name: str = "model", reference_name: str = "retrain") -> str:
+        """A Markdown table: metric, model value, reference value, |diff|, meaning."""
+        sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
+        lines = [f"Evaluation: {self.kind} forgetting ({sizes}); seed {self.seed}", ""]
+        ref = self.reference
+        head = ["metric", model_name] + ([reference_name, "abs diff"] if ref else []) + ["meaning"]
+        rows = []
+        for k in METRIC_KEYS:
+            if k not in self.model:
+                continue
+            row = [k, _fmt(self.model[k], k)]
+            if ref is not None:
+                d = abs(self.model[k] - ref[k]) if k in ref else None
+                row += [_fmt(ref.get(k), k), _fmt(d, k)]
+            rows.append(row + [MEANING[k]])
+        if ref is not None:
+            keys = ", ".join(gap_paper_keys(self.classwise))
+            rows.append(["gap_paper", _fmt(self.gap_paper, "gap_paper"), "", "",
+                         MEANING["gap_paper"].format(keys=keys)])
+            rows.append(["gap_salun", _fmt(self.gap_salun, "gap_salun"), "", "",
+                         MEANING["gap_salun"]])
+        lines.append(_markdown_table(head, rows))
+        notes = [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
+                 for name, dd in self.mia_details.items() for k, d in dd.items()
+                 if "note" in d or "skipped" in d]
+        if notes:
+            lines += ["", "Notes:", *notes]
+        if self.sensitivity:
+            lines += ["", _sensitivity_markdown(self.sensitivity, model_name, reference_name)]
+        return "\n".join(lines)
+
+
+def _fmt(v: Any, key: str = "", precision: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
+    if isinstance(v, (int, float)):
+        return f"{v:.4f}" if key in ("kl_to_retrain", "js_to_retrain") else f"{v:.{precision}f}"
+    return str(v)
+
+
+def _markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _plain_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)),
+                      *(fmt.format(*r) for r in rows)]).rstrip()
+
+
+def _sensitivity_markdown(sens: dict[str, Any], model_name: str, reference_name: str) -> str:
+    first = next(iter(sens.values()))
+    lines = [f"Input sensitivity (L2 norm of d logit / d input; up to {first['n_per_split']} "
+             f"samples per split, seed {first['seed']}): median [q25, q75]", ""]
+    rows = []
+    for who, summ in sens.items():
+        name = model_name if who == "model" else reference_name
+        for split, s in summ.items():
+            if not isinstance(s, dict):
+                continue
+            def cell(q: dict[str, Any]) -> str:
+                return "n/a" if q["median"] is None else (
+                    f"{q['median']:.4g} [{q['q25']:.4g}, {q['q75']:.4g}]")
+            rows.append([name, split, str(s["n"]), cell(s["target"]), cell(s["irrelevant"])])
+    head = ["model", "split", "n", "target class", "irrelevant classes (mean)"]
+    lines.append(_markdown_table(head, rows))
+    return "\n".join(lines)
+
+
+def comparison_table(
+    rows: Mapping[str, Mapping[str, Any] | EvaluationReport],
+    keys: Sequence[str],
+    *,
+    fmt: Literal["md", "plain"] = "md",
+    precision: int = 2,
+) -> str:
+    """One row per method, one column per metric key: the table `mumis demo` prints.
+
+    Args:
+        rows: name -> a report dict (`EvaluationReport.to_dict()`, whose `model` values and
+            top-level gaps are read), a flat {key: value} dict, or an `EvaluationReport`.
+        keys: the metric keys to show, in order (e.g. `("forget_acc", "test_acc", "gap_salun")`).
+        fmt: 'md' for Markdown, 'plain' for aligned text.
+        precision: decimals of every number (divergences get 4).
+    Returns:
+        The table as a string; a missing value shows as 'n/a'.
+    """
+    if fmt not in ("md", "plain"):
+        raise ConfigError(f"fmt must be 'md' or 'plain', got {fmt!r}")
+    body = []
+    for name, r in rows.items():
+        d = r.to_dict() if isinstance(r, EvaluationReport) else r
+        flat = dict(d["model"]) if isinstance(d.get("model"), Mapping) else dict(d)
+        for g in ("gap_paper", "gap_salun"):
+            if g in d and g not in flat:
+                flat[g] = d[g]
+        body.append([name] + [_fmt(flat.get(k), k, precision) for k in keys])
+    head = ["method", *keys]
+    return _markdown_table(head, body) if fmt == "md" else _plain_table(head, body)
+
+
+# ---------------------------------------------------------------------------------- compute
+def _groups(metrics: str | Sequence[str]) -> set[str]:
+    names = list(METRIC_GROUPS) if metrics == "all" else (
+        [metrics] if isinstance(metrics, str) else list(metrics))
+    for m in names:
+        if m not in METRIC_GROUPS:
+            raise ConfigError(
+                f"unknown metric group {m!r}.{did_you_mean(m, list(METRIC_GROUPS))} "
+                f"Choose from: {', '.join(METRIC_GROUPS)} (or 'all')"
+            )
+    groups = set(names)
+    if "mia" in groups:
+        groups |= {"mia_efficacy", "mia_entropy", "mia_loss"}
+    return groups
+
+
+def _fingerprint(splits: Splits) -> str:
+    """Cheap identity of a split (sizes, kind, forget labels) to check a reused reference."""
+    return hash_arrays(splits.kind, len(splits.forget[1]), len(splits.retain[1]),
+                       len(splits.test[1]), splits.forget[1])
+
+
+class _Logits:
+    """Logits of one model per split, computed on first use and then kept."""
+
+    def __init__(self, model: nn.Module, splits: Splits, batch_size: int) -> None:
+        self.model, self.splits, self.batch_size = model, splits, batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str) -> torch.Tensor:
+        if name not in self._cache:
+            if name in ("test_remaining", "test_forgotten"):
+                self._classwise_from_test()
+            if name not in self._cache:
+                pair: Pair | None = getattr(self.splits, name)
+                if pair is None:
+                    raise ConfigError(
+                        f"split {name!r} is not available for {self.splits.kind} forgetting")
+                self._cache[name] = compute_logits(self.model, pair[0], batch_size=self.batch_size)
+        return self._cache[name]
+
+    def _classwise_from_test(self) -> None:
+        # For class forgetting test_remaining / test_forgotten are the test images whose label is
+        # (not) forgotten; slice the test logits instead of running the model again, after
+        # checking the tensors really are those subsets (Splits built by hand may differ).
+        s = self.splits
+        if s.kind != "class" or s.test_remaining is None or s.test_forgotten is None:
+            return
+        x, y = s.test
+        mask = torch.isin(y, torch.as_tensor(s.forgotten_classes, dtype=y.dtype))
+        for name, m in (("test_remaining", ~mask), ("test_forgotten", mask)):
+            px, py = getattr(s, name)
+            if len(py) != int(m.sum()) or not (torch.equal(py, y[m]) and torch.equal(px, x[m])):
+                return
+        test = self("test")
+        self._cache["test_remaining"], self._cache["test_forgotten"] = test[~mask], test[mask]
+
+
+def _evaluate_one(
+    model: nn.Module, splits: Splits, groups: set[str], *, seed: int, batch_size: int
+) -> tuple[dict[str, float], list[float | None], dict[str, Any], _Logits]:
+    logits = _Logits(model, splits, batch_size)
+    values: dict[str, float] = {}
+    per_class: list[float | None] = []
+    details: dict[str, Any] = {}
+    fy, ry, ty = splits.forget[1], splits.retain[1], splits.test[1]
+    if "accuracy" in groups:
+        values["forget_acc"] = accuracy(logits("forget"), fy)
+        values["unlearn_acc"] = 100.0 - values["forget_acc"]
+        values["retain_acc"] = accuracy(logits("retain"), ry)
+        values["test_acc"] = accuracy(logits("test"), ty)
+        if splits.classwise:
+            rem_y, fgt_y = splits.test_remaining[1], splits.test_forgotten[1]  # type: ignore[index]
+            values["test_remaining_acc"] = accuracy(logits("test_remaining"), rem_y)
+            values["test_forgotten_acc"] = accuracy(logits("test_forgotten"), fgt_y)
+        per_class = per_class_accuracy(logits("test"), ty, splits.num_classes)
+
+    def record(key: str, res: AttackResult) -> None:
+        values[key] = res.value
+        details[key] = res.details
+
+    if "mia_efficacy" in groups:
+        # SalUn: non-members = the test set; class-wise, the test set without forgotten classes.
+        non = "test_remaining" if splits.classwise else "test"
+        non_y = splits.test_remaining[1] if splits.classwise else ty  # type: ignore[index]
+        record("mia_efficacy", mia_efficacy(
+            true_label_confidence(logits("retain"), ry),
+            true_label_confidence(logits(non), non_y),
+            true_label_confidence(logits("forget"), fy)))
+    if "mia_entropy" in groups:
+        record("mia_entropy", entropy_attack(
+            prediction_entropy(logits("retain")), prediction_entropy(logits("test")),
+            prediction_entropy(logits("forget"))))
+    if "mia_loss" in groups:
+        fl, tl = per_sample_loss(logits("forget"), fy), per_sample_loss(logits("test"), ty)
+        record("mia_loss_acc", loss_attack_accuracy(fl, tl, seed=seed))
+        record("mia_loss_auc", loss_attack_auc(fl, tl))
+    return values, per_class, details, logits
+
+
+def evaluate(
+    model: nn.Module,
+    splits: Splits,
+    *,
+    reference: nn.Module | EvaluationReport | None = None,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    seed: int = 0,
+    batch_size: int = 1024,
+    sensitivity_samples: int = 500,
+) -> EvaluationReport:
+    """Evaluate an (unlearned) model on a scenario's splits, against the retrained reference.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated on its own device in eval mode
+            (every submodule's mode is restored afterwards; weights are never changed).
+        splits: forget / retain / test (and test_remaining / test_forgotten) of the scenario.
+        reference: the model retrained without the forget set; or the `EvaluationReport` of an
+            earlier `evaluate(reference, splits, metrics=...)` call on the same splits, so a
+            benchmark evaluates the reference once (its kept forget-set logits give the
+            divergences).
+        metrics: groups to compute, from `METRIC_GROUPS` ('accuracy', 'mia' = 'mia_efficacy' +
+            'mia_entropy' + 'mia_loss', 'divergence', 'sensitivity') or 'all'. 'divergence'
+            is computed only when a reference is given.
+        seed: seed of the loss attack's subsampling and folds and of the sensitivity subsample.
+        batch_size: samples per forward pass.
+        sensitivity_samples: samples per split (forget, retain, test) for the sensitivity
+            diagnostics.
+    Returns:
+        EvaluationReport; `to_dict()` gives the EVALUATION.md keys, `to_markdown()` a table.
+    Raises:
+        ConfigError: unknown metric group, or a reference report made on other splits or
+            without the metrics asked for.
+        ModelError: a model does not return (N, K) logits.
+    """
+    groups = _groups(metrics)
+    fingerprint = _fingerprint(splits)
+    values, per_class, details, logits = _evaluate_one(model, splits, groups, seed=seed,
+                                                        batch_size=batch_size)
+    forget_logits = logits("forget")  # kept: this report may serve as a reference later
+    report = EvaluationReport(
+        model=values, reference=None, kind=splits.kind, classwise=splits.classwise,
+        num_classes=splits.num_classes,
+        sizes={"forget": len(splits.forget[1]), "retain": len(splits.retain[1]),
+               "test": len(splits.test[1]),
+               **({"test_remaining": len(splits.test_remaining[1]),  # type: ignore[index]
+                   "test_forgotten": len(splits.test_forgotten[1])}  # type: ignore[index]
+                  if splits.classwise else {})},
+        per_class_acc={"model": per_class} if per_class else {},
+        mia_details={"model": details} if details else {}, sensitivity=None, seed=seed,
+        fingerprint=fingerprint, forget_logits=forget_logits,
+    )
+    sens_splits = {"forget": splits.forget, "retain": splits.retain, "test": splits.test}
+    if "sensitivity" in groups:
+        diag = sensitivity_diagnostics(model, sens_splits, n_per_split=sensitivity_samples,
+                                       seed=seed)
+        report.sensitivity = {"model": diag.summary()}
+        report.sensitivity_values["model"] = diag
+    if reference is None:
+        return report
+
+    if isinstance(reference, EvaluationReport):
+        ref = reference
+        if ref.fingerprint != fingerprint:
+            raise ConfigError("the reference report was computed on other splits; evaluate the "
+                              "reference on the same splits (same forget spec and seed)")
+        missing = [k for k in values if k not in ref.model]
+        if missing:
+            raise ConfigError(f"the reference report lacks {', '.join(missing)}; evaluate the "
+                              "reference with the same metrics")
+        ref_values = {k: ref.model[k] for k in values}
+        ref_forget = ref.forget_logits
+        ref_per_class = ref.per_class_acc.get("model", [])
+        ref_details = ref.mia_details.get("model", {})
+        ref_sens = (ref.sensitivity or {}).get("model")
+    else:
+        ref_values, ref_per_class, ref_details, ref_logits = _evaluate_one(
+            reference, splits, groups, seed=seed, batch_size=batch_size)
+        ref_forget = ref_logits("forget")
+        ref_sens = None
+        if "sensitivity" in groups:
+            rdiag = sensitivity_diagnostics(reference, sens_splits,
+                                            n_per_split=sensitivity_samples, seed=seed)
+            ref_sens = rdiag.summary()
+            report.sensitivity_values["reference"] = rdiag
+    if "divergence" in groups:
+        if ref_forget is None:
+            raise ConfigError("the reference report kept no forget-set logits; pass the "
+                              "reference model instead")
+        mine = logits("forget")
+        report.model["kl_to_retrain"] = kl_to_retrain(mine, ref_forget)
+        report.model["js_to_retrain"] = js_to_retrain(mine, ref_forget)
+        # The reference's divergence to itself is 0 by definition (keeps the table complete).
+        ref_values["kl_to_retrain"] = ref_values["js_to_retrain"] = 0.0
+    report.reference = ref_values
+    if ref_per_class:
+        report.per_class_acc["reference"] = ref_per_class
+    if ref_details:
+        report.mia_details["reference"] = ref_details
+    if ref_sens is not None and report.sensitivity is not None:
+        report.sensitivity["reference"] = ref_sens
+    return report
