@@ -18,8 +18,10 @@ give NaN with the reason in the result's `details`; they never raise.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,19 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     if len(y) == 0:
         return np.zeros(0)
     return F.cross_entropy(logits.double(), y.long(), reduction="none").numpy()
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The attacks fit 1-feature models: BLAS threads only add overhead, and on a busy machine
+    their spin-waiting made each logistic-regression fit ~10x slower. Limit them while fitting."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover  (a scikit-learn dependency; be lenient anyway)
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _nan(reason: str, **details: Any) -> AttackResult:
@@ -137,8 +152,9 @@ def mia_efficacy(
     if not _finite(x, forget_conf):
         return _nan("non-finite model outputs", **details)
     clf = SVC(C=3, gamma="auto", kernel="rbf")
-    clf.fit(x, labels)
-    pred = clf.predict(forget_conf.reshape(-1, 1))  # 1 = member
+    with _one_blas_thread():
+        clf.fit(x, labels)
+        pred = clf.predict(forget_conf.reshape(-1, 1))  # 1 = member
     return AttackResult(float(1.0 - pred.mean()) * 100.0, details)
 
 
@@ -170,7 +186,7 @@ def entropy_attack(
     x = np.concatenate([retain_ent, test_ent]).reshape(-1, 1)
     labels = np.concatenate([np.ones(len(retain_ent)), np.zeros(len(test_ent))])
     clf = LogisticRegression(class_weight="balanced", solver="lbfgs")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(x, labels)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
@@ -230,7 +246,7 @@ def loss_attack_accuracy(
     if folds < n_splits:
         details["note"] = f"only {m} samples per side: {folds}-fold instead of {n_splits}-fold CV"
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore")  # convergence chatter on separable folds
         scores = cross_val_score(LogisticRegression(), x, labels, cv=cv, scoring="accuracy")
     return AttackResult(float(np.mean(scores)) * 100.0, details)

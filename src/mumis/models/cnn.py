@@ -33,7 +33,7 @@ class CNN(nn.Module):
         num_classes: int,
         mean: Sequence[float],
         std: Sequence[float],
-        channels: Sequence[int] = (32, 64),
+        channels: Sequence[int] = (16, 32),
         hidden: int = 128,
     ) -> None:
         super().__init__()

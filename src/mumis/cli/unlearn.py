@@ -1,0 +1,270 @@
+"""`mumis unlearn`: apply an unlearning method to a trained model's run directory.
+
+    mumis unlearn --checkpoint runs/original --forget class:3 --method mumis \\
+        [--config configs/methods/mumis.yaml] [--set lr=1e-4 ...] [--seed 0] \\
+        [--reference runs/retrained] --out runs/mumis
+
+The forget spec is resolved on the checkpoint's dataset with the checkpoint's split seed, so a
+`random:` spec selects the same samples as for the retrained model. Only the forget set is handed
+to methods that do not declare `requires_retain`. The run directory holds `model.safetensors`,
+`meta.json` (kind "unlearn"), `config.yaml` (method + resolved settings, usable again as
+`--config`), `history.jsonl` and `result.json`; it appears only when the run is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..exceptions import ConfigError, DataError
+
+_SET_HELP = "a method setting, e.g. --set lr=1e-4 (repeatable; see `mumis methods NAME`)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "unlearn", help="unlearn a forget set from a trained model (writes a run directory)",
+        description="Apply an unlearning method to the model of a `mumis train` run directory.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory of the original model")
+    p.add_argument("--forget", required=True, metavar="SPEC",
+                   help="class:3, class:3,5, subclass:NAME_OR_ID, random:0.1, random:600 or indices:FILE")
+    p.add_argument("--method", metavar="NAME",
+                   help="unlearning method (see `mumis methods`); may come from --config instead")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML mapping of method settings, e.g. a preset from configs/methods/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the method's random choices (default 0)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+                   help="seed for random: forget specs (default: the checkpoint's split seed)")
+    p.add_argument("--data-dir", default=None, metavar="PATH",
+                   help="data folder (default: the one recorded in the checkpoint)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    p.add_argument("--reference", metavar="DIR",
+                   help="retrained model's run directory; its split must match this one")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import parse_set_args
+
+    done = unlearn_run(
+        checkpoint=args.checkpoint, forget=args.forget, method=args.method, config_file=args.config,
+        overrides=parse_set_args(args.set), seed=args.seed, split_seed=args.split_seed,
+        data_dir=args.data_dir, device=args.device, reference=args.reference, out=args.out,
+        overwrite=args.overwrite, progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
+    )
+    r = done.result
+    print(f"{r['method']}: {r['steps']} steps in {r['time_s']:.2f} s, stopped: {r['stop_reason']} "
+          f"-> {done.run_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------- library side
+@dataclass
+class UnlearnRun:
+    """What `unlearn_run` wrote: the run directory and the contents of its JSON files."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    result: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def load_method_file(path: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """Read a method settings file: a YAML mapping of settings, optionally with `method: NAME`.
+
+    The presets in `configs/methods/` and the `config.yaml` of an unlearning run have this form.
+
+    Returns:
+        (method name or None, settings).
+    Raises:
+        ConfigError: missing or malformed file, or a `method` entry that is not a name.
+    """
+    from ..config import load_yaml
+
+    data = load_yaml(path)
+    method = data.pop("method", None)
+    if method is not None and not isinstance(method, str):
+        raise ConfigError(f"config file {str(path)!r}: `method` must be a method name, got {method!r}")
+    return method, data
+
+
+def resolve_method_settings(
+    method: str | None, config_file: str | Path | None, overrides: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """Method name and settings from --method, --config and --set (later wins), checked strictly.
+
+    Raises:
+        ConfigError: no method, a preset for another method, unknown settings or bad values.
+    """
+    from ..api import get_method
+    from ..config import build_config
+
+    settings: dict[str, Any] = {}
+    if config_file is not None:
+        file_method, settings = load_method_file(config_file)
+        if method is None:
+            method = file_method
+        elif file_method is not None and file_method != method:
+            raise ConfigError(
+                f"config file {str(config_file)!r} is for method {file_method!r} but --method is "
+                f"{method!r}; drop --method or use configs/methods/{method}.yaml"
+            )
+    if method is None:
+        raise ConfigError("no method given; pass --method NAME (see `mumis methods`)")
+    settings.update(overrides or {})
+    cls = get_method(method)
+    # Built here, before any data is loaded, so a bad key fails in a second.
+    build_config(cls.Config, settings, what=f"method {method!r}")
+    return method, settings
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    # Checked first so a taken --out fails at once; staged_run_dir checks again at the end.
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"output {str(out)!r} already exists and is not empty; choose another "
+                          "--out or remove it (or pass --overwrite)")
+
+
+def _split_seed(meta: dict[str, Any]) -> int:
+    """The checkpoint's split seed: `split_seed` (train runs) or its manifest's seed."""
+    seed = meta.get("split_seed")
+    if seed is None:
+        seed = (meta.get("manifest") or {}).get("seed", 0)
+    return int(seed)
+
+
+def check_reference(reference: str | Path, manifest: Any, split_seed: int) -> dict[str, Any]:
+    """Check that the retrained model in `reference` used this exact split; return its meta.
+
+    Raises:
+        CheckpointError: `reference` is not a run directory.
+        ConfigError: its manifest hash differs from `manifest`'s.
+    """
+    from ..checkpoint import read_meta
+
+    ref = read_meta(reference)
+    ref_m = ref.get("manifest") or {}
+    if ref_m.get("hash") == manifest.hash:
+        return ref
+    ref_seed = ref.get("split_seed", ref_m.get("seed"))
+    raise ConfigError(
+        f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
+        f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but this run resolves "
+        f"{manifest.spec!r} (split seed {split_seed}) on {manifest.dataset!r} to another split; "
+        "the forget spec, split seed (--split-seed) and dataset must match the ones the retrained "
+        "model used"
+    )
+
+
+def unlearn_run(
+    *,
+    checkpoint: str | Path,
+    forget: str,
+    out: str | Path,
+    method: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    split_seed: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    reference: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> UnlearnRun:
+    """Unlearn `forget` from the model in `checkpoint` and write a run directory `out`.
+
+    Everything is validated before any work, so bad input leaves no run directory.
+
+    Args:
+        checkpoint: run directory of the model to unlearn from (`mumis train`, or an earlier
+            `mumis unlearn` for sequential requests).
+        forget: forget spec, resolved on the checkpoint's dataset.
+        out: run directory to create.
+        method: method name (or from `config_file`'s `method:` entry).
+        config_file: YAML mapping of method settings (a preset).
+        overrides: settings applied on top of `config_file` (`--set`).
+        seed: the method's seed.
+        split_seed: seed of `random:` specs (default: the checkpoint's).
+        data_dir: data folder (default: the checkpoint's).
+        device: "auto", "cpu" or "cuda[:N]".
+        reference: retrained model's run directory; its manifest must equal this one.
+        overwrite: replace a non-empty `out`.
+        progress: show progress while the method runs.
+    Returns:
+        UnlearnRun with the run directory and the written meta, result and history.
+    Raises:
+        ConfigError, DataError, CheckpointError, ModelError: bad input, before anything is written.
+    """
+    from ..api import get_method, unlearn
+    from ..checkpoint import build_meta, load_checkpoint, load_run_data, save_model_dir
+    from ..data import make_splits, resolve_manifest
+    from ..utils import atomic_write_json, atomic_write_text, resolve_device, staged_run_dir, to_jsonable
+
+    out = Path(out)
+    _check_out(out, overwrite)
+    name, settings = resolve_method_settings(method, config_file, overrides)
+    cls = get_method(name)
+    dev = resolve_device(device)
+    if data_dir is not None and not Path(data_dir).exists():
+        raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding the data "
+                        "the checkpoint was trained on")
+    model, parent = load_checkpoint(checkpoint, device="cpu")
+    bundle, _ = load_run_data(parent, data_dir=data_dir)
+    seed_split = _split_seed(parent) if split_seed is None else int(split_seed)
+    manifest = resolve_manifest(forget, bundle, seed=seed_split)
+    want_space = (parent.get("dataset") or {}).get("label_space", "fine")
+    k_model = int(parent["model"]["num_classes"])
+    if manifest.label_space != want_space or manifest.num_classes != k_model:
+        raise DataError(
+            f"forget spec {forget!r} works in the {manifest.label_space} label space "
+            f"({manifest.num_classes} classes) but the checkpoint's model was trained in the "
+            f"{want_space} one ({k_model} classes); train the original with a matching --label-space"
+        )
+    ref_path = None
+    if reference is not None:
+        check_reference(reference, manifest, seed_split)
+        ref_path = str(Path(reference).resolve())
+    if parent.get("kind") == "train" and parent.get("forget_spec"):
+        print(f"mumis: note: checkpoint {str(checkpoint)!r} is a retrained model (trained without "
+              f"{parent['forget_spec']!r}); unlearning usually starts from the original", file=sys.stderr)
+    splits = make_splits(bundle, manifest)
+    retain = splits.retain if cls.requires_retain else None  # forget-only methods never see it
+
+    with staged_run_dir(out, overwrite=overwrite) as stage:
+        # inplace: the loaded model is ours, no need for the front door's defensive copy
+        res = unlearn(model, splits.forget, method=name, retain=retain, seed=seed, device=dev,
+                      inplace=True, progress=progress, **settings)
+        meta = build_meta(
+            kind="unlearn", model=parent["model"], dataset=bundle,
+            data_dir=data_dir if data_dir is not None else (parent.get("dataset") or {}).get("data_dir"),
+            manifest=manifest, forget_spec=forget, seed=seed,
+            recipe={"method": name, "config": res.config},
+            method=name, parent=str(Path(checkpoint).resolve()), parent_kind=parent.get("kind"),
+            parent_recipe=parent.get("recipe"), split_seed=seed_split, reference=ref_path,
+        )
+        result = {
+            **res.summary(),
+            "seed": int(seed), "split_seed": seed_split, "forget_spec": forget,
+            "manifest_hash": manifest.hash, "num_forget": int(len(manifest.forget)),
+            "uses_retain": retain is not None, "device": str(dev),
+            "checkpoint": meta["parent"], "reference": ref_path, "extra": res.extra,
+        }
+        history = [to_jsonable(row) for row in res.history]
+        save_model_dir(stage, res.model, meta)
+        # method + settings: the file works again as `--config` to repeat the run
+        resolved = {"method": name, **to_jsonable(res.config)}
+        atomic_write_text(stage / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write_text(stage / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        atomic_write_json(stage / "result.json", result)
+    return UnlearnRun(run_dir=out, meta=meta, result=to_jsonable(result), history=history)

@@ -1,0 +1,144 @@
+"""MU-Mis: stopping rules on synthetic curves, the loss, guard rails, determinism, and the
+default setting on a real (tiny) full-class case."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import mumis
+from mumis.exceptions import ConfigError, DataError, ModelError
+from mumis.methods.mumis import Stopper, _Monitor
+from mumis.testing import trained_digits_case
+
+
+def _m(s_irr: float = 1.0, acc: float = 100.0, loss: float = 0.0) -> _Monitor:
+    return _Monitor(s_target=1.0, s_irrelevant=s_irr, loss=loss, forget_acc=acc, max_logit=1.0)
+
+
+def _first_stop(rule: str, readings: list[_Monitor], **kw) -> int | None:
+    """Index of the reading after which the rule stops (reading 0 is the start)."""
+    kw = {"delta": 1.0, "target_forget_acc": 0.0, **kw}
+    stop = Stopper(rule, start=readings[0], **kw)  # type: ignore[arg-type]
+    for i, m in enumerate(readings):
+        if stop(m) is not None:
+            return i
+    return None
+
+
+@pytest.mark.parametrize(
+    ("rule", "curve", "kw", "expected"),
+    [
+        # published: needs a dip below S'(0), an upturn from the minimum, and ratio > delta
+        ("published", [1.0, 1.1, 1.3, 2.0], {}, None),  # never dips (what our prototype saw)
+        ("published", [1.0, 0.9, 0.8, 0.95, 1.05, 1.2], {}, 4),
+        ("published", [1.0, 0.9, 0.8, 0.95, 1.05, 1.2], {"delta": 0.9}, 3),
+        ("published", [1.0, 0.9, 0.8, 0.7], {"delta": 0.5}, None),  # still going down
+        # growth: the non-strict reading, S'(t)/S'(0) > delta
+        ("growth", [1.0, 1.1, 1.19, 1.25], {"delta": 1.2}, 3),
+        ("growth", [1.0, 1.1, 1.2], {"delta": 1.2}, None),
+        ("growth", [2.0, 2.1], {"delta": 1.0}, 1),
+    ],
+)
+def test_sensitivity_stopping_rules_fire_exactly_when_they_should(rule, curve, kw, expected):
+    assert _first_stop(rule, [_m(s) for s in curve], **kw) == expected
+
+
+def test_forget_accuracy_rule():
+    accs = [100.0, 60.0, 3.0, 0.0, 0.0]
+    assert _first_stop("forget_acc", [_m(acc=a) for a in accs]) == 3
+    assert _first_stop("forget_acc", [_m(acc=a) for a in accs], target_forget_acc=5.0) == 2
+    assert _first_stop("forget_acc", [_m(acc=a) for a in [100.0, 50.0]]) is None
+
+
+def test_v1_rule_and_none():
+    losses = [10.0, 8.0, 6.0, 4.9, 3.0]
+    assert _first_stop("v1", [_m(loss=v) for v in losses], delta=5.0) == 3
+    assert _first_stop("none", [_m(s, acc=0.0) for s in [1.0, 0.5, 9.0]]) is None
+
+
+@pytest.fixture(scope="module")
+def case():
+    return trained_digits_case("mlp", "class:3", 0)
+
+
+def test_loss_decreases_under_full_batch_descent(case):
+    original, _, splits = case
+    res = mumis.unlearn(original, splits.forget, device="cpu", batch_size=0, irrelevant="all",
+                        stop="none", max_steps=10, monitor_every=1, lr=1e-4)
+    losses = [row["loss"] for row in res.history]
+    assert res.steps == 10 and len(losses) == 11
+    assert losses[-1] < losses[0]
+    assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:], strict=False))
+
+
+def test_divergence_restores_the_last_good_weights(case):
+    original, _, splits = case
+    res = mumis.unlearn(original, splits.forget, method="mumis_published", device="cpu",
+                        lr=10.0, monitor_every=1, max_steps=50)
+    assert res.stop_reason.startswith("diverged")
+    assert res.extra["restored_step"] is not None
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    if res.extra["restored_step"] == 0:
+        for a, b in zip(res.model.state_dict().values(), original.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_same_seed_same_weights_and_seed_matters(case):
+    original, _, splits = case
+    kw = {"device": "cpu", "max_steps": 6, "stop": "none", "monitor_every": 3}
+    a = mumis.unlearn(original, splits.forget, seed=1, **kw).model.state_dict()
+    b = mumis.unlearn(original, splits.forget, seed=1, **kw).model.state_dict()
+    c = mumis.unlearn(original, splits.forget, seed=2, **kw).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _acc(model: nn.Module, pair) -> float:
+    x, y = pair
+    with torch.no_grad():
+        return 100.0 * float((model(x).argmax(1) == y).float().mean())
+
+
+def test_default_full_class_forgetting_on_digits(case):
+    """Issue 3: defaults drive forget accuracy to ~0 and keep the remaining classes' test
+    accuracy within about a point of the original, from forget data only."""
+    original, _, splits = case
+    res = mumis.unlearn(original, splits.forget, device="cpu")
+    assert _acc(res.model, splits.forget) <= 1.0
+    assert _acc(res.model, splits.test_forgotten) <= 5.0
+    assert abs(_acc(res.model, splits.test_remaining) - _acc(original, splits.test_remaining)) <= 1.5
+    assert res.steps > 0 and "forget accuracy" in res.stop_reason
+
+
+def test_remaining_data_is_refused(case):
+    original, _, splits = case
+    with pytest.raises(ConfigError, match="remaining-data-free"):
+        mumis.unlearn(original, splits.forget, retain=splits.retain, device="cpu")
+
+
+def test_in_place_activation_is_reported_before_any_work():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3))
+    x, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(ModelError, match="2"):  # names the module: Sequential index 2
+        mumis.unlearn(model, (x, y), device="cpu", max_steps=2)
+
+
+def test_bad_forget_data_is_a_clear_error():
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(DataError, match="empty"):
+        mumis.unlearn(model, (torch.rand(0, 4), torch.zeros(0, dtype=torch.long)), device="cpu")
+    with pytest.raises(DataError, match="labels must be in 0..2"):
+        mumis.unlearn(model, (torch.rand(3, 4), torch.tensor([0, 1, 7])), device="cpu")
+    with pytest.raises(DataError, match=r"logits of shape \(N, K\)"):
+        mumis.unlearn(nn.Flatten(0), (torch.rand(3, 4), torch.tensor([0, 1, 2])), device="cpu")
+
+
+def test_bad_settings_are_refused():
+    model = nn.Sequential(nn.Linear(4, 3))
+    data = (torch.rand(3, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ConfigError, match="Did you mean 'max_steps'"):
+        mumis.unlearn(model, data, device="cpu", max_step=3)
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        mumis.unlearn(model, data, device="cpu", lr=-1)
