@@ -64,7 +64,9 @@ def case(dataset, model_name, cls, *, seed=0, n_train=0, epochs=10, lr=0.05, tag
     man = resolve_manifest(f"class:{cls}", bundle, seed=seed)
     s = make_splits(bundle, man)
     mean, std = bundle.channel_stats()
-    key = f"{dataset}-{n_train}-{model_name}-e{epochs}-lr{lr}-s{seed}{tag}"
+    probe = build_model(model_name, input_shape=bundle.input_shape, num_classes=10, mean=mean, std=std)
+    width = sum(p.numel() for p in probe.parameters())  # architecture changes invalidate the cache
+    key = f"{dataset}-{n_train}-{model_name}{width}-e{epochs}-lr{lr}-s{seed}{tag}"
     out = {}
     for which, (x, y) in (("orig", (bundle.x_train, bundle.y_train)), (f"retr{cls}", s.retain)):
         torch.manual_seed(seed)

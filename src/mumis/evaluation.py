@@ -63,10 +63,10 @@ MEANING: dict[str, str] = {
     "mia_entropy": "% forget called member by SSD's entropy LR; lower = more forgotten",
     "mia_loss_acc": "CV accuracy of loss LR, forget vs test; ideal = retrain's, ~50",
     "mia_loss_auc": "AUC of -loss, forget vs test; ideal = retrain's, ~50",
-    "kl_to_retrain": "mean KL(retrain || model) on forget, nats; 0 = identical",
+    "kl_to_retrain": "mean KL(P_retrain, P_model) on forget, nats; 0 = identical",
     "js_to_retrain": "mean Jensen-Shannon to retrain on forget, nats; 0 = identical",
-    "gap_paper": "MU-Mis Avg. Gap: mean |diff| over {keys}",
-    "gap_salun": "SalUn Avg. Gap: mean |diff| over unlearn_acc, retain_acc, test_acc, mia_efficacy",
+    "gap_paper": "MU-Mis Avg. Gap: mean abs diff over {keys}",
+    "gap_salun": "SalUn Avg. Gap: mean abs diff over unlearn_acc, retain_acc, test_acc, mia_efficacy",
 }
 
 
@@ -215,9 +215,11 @@ def _fmt(v: Any, key: str = "", precision: int = 2) -> str:
 
 
 def _markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(head), "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(out + [line(r) for r in rows])
 
 
 def _plain_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -280,8 +282,9 @@ def comparison_table(
 
 # ---------------------------------------------------------------------------------- compute
 def _groups(metrics: str | Sequence[str]) -> set[str]:
-    names = list(METRIC_GROUPS) if metrics == "all" else (
-        [metrics] if isinstance(metrics, str) else list(metrics))
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if "all" in names:
+        names = list(METRIC_GROUPS)
     for m in names:
         if m not in METRIC_GROUPS:
             raise ConfigError(
@@ -295,9 +298,9 @@ def _groups(metrics: str | Sequence[str]) -> set[str]:
 
 
 def _fingerprint(splits: Splits) -> str:
-    """Cheap identity of a split (sizes, kind, forget labels) to check a reused reference."""
+    """Identity of a split (kind, sizes, forget samples) to check a reused reference report."""
     return hash_arrays(splits.kind, len(splits.forget[1]), len(splits.retain[1]),
-                       len(splits.test[1]), splits.forget[1])
+                       len(splits.test[1]), splits.forget[0], splits.forget[1])
 
 
 class _Logits:
@@ -452,6 +455,8 @@ def evaluate(
         ref_per_class = ref.per_class_acc.get("model", [])
         ref_details = ref.mia_details.get("model", {})
         ref_sens = (ref.sensitivity or {}).get("model")
+        if "model" in ref.sensitivity_values:
+            report.sensitivity_values["reference"] = ref.sensitivity_values["model"]
     else:
         ref_values, ref_per_class, ref_details, ref_logits = _evaluate_one(
             reference, splits, groups, seed=seed, batch_size=batch_size)

@@ -100,7 +100,8 @@ RECIPES: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
     "quick": {
         ("*", "*"): {"epochs": 10, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4},
         ("*", "resnet18"): {"lr": 0.1, "augment": True, "crop_padding": 4},
-        ("digits", "*"): {"epochs": 30, "batch_size": 64},
+        # 1-pixel shifts on 8x8 digits: ~98.5 % test instead of ~97.4 % without.
+        ("digits", "*"): {"epochs": 40, "batch_size": 64, "augment": True, "crop_padding": 1},
         ("mnist", "*"): {"epochs": 5},
         ("cifar", "*"): {"epochs": 30, "augment": True, "crop_padding": 4, "hflip": True},
     },

@@ -14,7 +14,7 @@ from mumis.testing import trained_digits_case
 
 
 def _m(s_irr: float = 1.0, acc: float = 100.0, loss: float = 0.0) -> _Monitor:
-    return _Monitor(s_target=1.0, s_irrelevant=s_irr, loss=loss, forget_acc=acc, max_logit=1.0)
+    return _Monitor(s_target=1.0, s_irrelevant=s_irr, s_irrelevant_sq=s_irr**2, loss=loss, forget_acc=acc, max_logit=1.0)
 
 
 def _first_stop(rule: str, readings: list[_Monitor], **kw) -> int | None:

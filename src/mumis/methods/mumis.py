@@ -51,7 +51,8 @@ class MuMisConfig:
     irrelevant: Literal["random", "all"] = _h(
         "random: one c' per sample per step (published); all: mean over the K-1 other classes", default="random")
     irrelevant_cap: float | None = _h(
-        "cap each sample's irrelevant term at this multiple of its initial value (None: unbounded, published)",
+        "cap each sample's irrelevant term at this multiple of its initial mean over the monitor subsample "
+        "(None: unbounded, published)",
         default=None)
     switch: Literal["none", "misclassified"] = _h(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
@@ -63,7 +64,10 @@ class MuMisConfig:
         default="forget_acc")
     delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
     target_forget_acc: float = _h("forget accuracy (percent) at which the forget_acc rule stops", default=0.0)
-    monitor_samples: int = _h("size of the fixed seeded forget subsample the stopping statistics use", default=512)
+    monitor_samples: int = _h("size of the fixed seeded forget subsample the stopping statistics use", default=256)
+    monitor_irrelevant: Literal["fixed", "all"] = _h(
+        "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
+        default="fixed")
     monitor_every: int = _h("steps between two evaluations of the stopping statistics", default=5)
     divergence_factor: float = _h(
         "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0)
@@ -90,48 +94,41 @@ class _Monitor:
     """Stopping statistics on the fixed forget subsample (no graph kept)."""
 
     s_target: float  # mean S_c
-    s_irrelevant: float  # S': mean over samples and all other classes of S_k
+    s_irrelevant: float  # S': mean over samples (and irrelevant classes) of S_k
+    s_irrelevant_sq: float  # mean of S_k^2, the published loss's irrelevant term
     loss: float  # objective with the mean over all irrelevant classes (v1 rule)
     forget_acc: float  # percent, on the subsample
     max_logit: float
 
 
-def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, k: int) -> _Monitor:
+def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
+             norm: str, k: int) -> _Monitor:
+    """Read the stopping statistics on the monitor subsample.
+
+    `irrelevant` is a fixed (M,) irrelevant class per monitor sample, drawn once, so S'(t) is a
+    smooth curve at the cost of two gradient calls; None averages all K-1 other classes (K-1
+    calls: less variance across samples, K/2 times the cost).
+    """
     x = x.detach().requires_grad_(True)
     logits = model(x)  # (M, K)
-    g_t = selected_logit_gradients(logits, x, y, retain_graph=True)
-    others = other_classes(y, k)  # (M, K-1)
-    s_irr = torch.zeros(len(y), device=x.device)
-    sq_irr = torch.zeros(len(y), device=x.device)
-    for j in range(k - 1):
-        sq = norms(selected_logit_gradients(logits, x, others[:, j], retain_graph=j < k - 2), "squared")
+    classes = [irrelevant] if irrelevant is not None else list(other_classes(y, k).T)
+    sq_t = norms(selected_logit_gradients(logits, x, y, retain_graph=True), "squared")
+    s_irr = torch.zeros_like(sq_t)
+    sq_irr = torch.zeros_like(sq_t)
+    for j, cls in enumerate(classes):
+        sq = norms(selected_logit_gradients(logits, x, cls, retain_graph=j < len(classes) - 1), "squared")
         s_irr += sq.sqrt()
         sq_irr += sq
-    s_irr, sq_irr = s_irr / (k - 1), sq_irr / (k - 1)
-    sq_t = norms(g_t, "squared")
+    s_irr, sq_irr = s_irr / len(classes), sq_irr / len(classes)
     per_sample = sq_t - sq_irr if norm == "squared" else sq_t.sqrt() - s_irr
     return _Monitor(
         s_target=float(sq_t.sqrt().mean()),
         s_irrelevant=float(s_irr.mean()),
+        s_irrelevant_sq=float(sq_irr.mean()),
         loss=float(per_sample.mean()),
         forget_acc=100.0 * float((logits.argmax(1) == y).float().mean()),
         max_logit=float(logits.detach().abs().max()),
     )
-
-
-def _per_class_irrelevant(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, k: int,
-                          batch_size: int) -> torch.Tensor:
-    """Initial irrelevant term of every forget sample for every class, (N, K) (cap reference)."""
-    out = torch.zeros(len(y), k, device=x.device)
-    bs = batch_size if batch_size > 0 else 512
-    for s in range(0, len(y), bs):
-        xb = x[s : s + bs].detach().requires_grad_(True)
-        logits = model(xb)
-        for j in range(k):
-            cls = torch.full((len(xb),), j, device=x.device, dtype=torch.long)
-            out[s : s + bs, j] = norms(selected_logit_gradients(logits, xb, cls, retain_graph=j < k - 1),
-                                       norm).detach()
-    return out
 
 
 class Stopper:
@@ -175,7 +172,7 @@ class MuMis(UnlearningMethod):
     Config = MuMisConfig
     needs_double_backward = True
 
-    def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: torch.Tensor | None,
+    def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | None,
               k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch loss and the batch logits (detached); one forward shared by both terms."""
         cfg = self.config
@@ -194,7 +191,7 @@ class MuMis(UnlearningMethod):
             g = selected_logit_gradients(logits, x, cj, create_graph=True)
             s = norms(g, cfg.norm)
             if cap is not None:  # bounded irrelevant term: no gradient once a sample reaches its cap
-                s = torch.minimum(s, cap.gather(1, cj.view(-1, 1)).squeeze(1))
+                s = s.clamp(max=cap)
             s_i = s_i + s
         s_i = s_i / len(irr)
         per_sample = cfg.target_weight * s_t - cfg.irrelevant_weight * s_i  # (B,)
@@ -225,14 +222,20 @@ class MuMis(UnlearningMethod):
             opt = torch.optim.Adam(params, lr=cfg.lr)
         mon_idx = torch.randperm(n, generator=g)[: cfg.monitor_samples].to(x_all.device)
         x_mon, y_mon = x_all[mon_idx], y_all[mon_idx]
+        c_mon = None
+        if cfg.monitor_irrelevant == "fixed":
+            c_mon = (y_mon + torch.randint(1, k, y_mon.shape, generator=g).to(y_mon.device)) % k
 
-        m0 = _monitor(model, x_mon, y_mon, cfg.norm, k)
+        def read() -> _Monitor:
+            return _monitor(model, x_mon, y_mon, c_mon, cfg.norm, k)
+
+        m0 = read()
         scale = 1.0
         if cfg.normalise:
             scale = 1.0 / max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)
         cap = None
-        if cfg.irrelevant_cap is not None:
-            cap = cfg.irrelevant_cap * _per_class_irrelevant(model, x_all, y_all, cfg.norm, k, cfg.batch_size)
+        if cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
+            cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
         history = [{"step": 0, **vars(m0)}]
         good_state, good_step = copy.deepcopy(model.state_dict()), 0
         stop_reason = f"max_steps ({cfg.max_steps}) reached"
@@ -247,7 +250,7 @@ class MuMis(UnlearningMethod):
                 continue
             idx = idx.to(x_all.device)
             c = y_all[idx]
-            loss, _ = self._loss(model, x_all[idx], c, None if cap is None else cap[idx], k, g)
+            loss, _ = self._loss(model, x_all[idx], c, cap, k, g)
             loss = loss * scale
             if not torch.isfinite(loss):
                 model.load_state_dict(good_state)
@@ -261,7 +264,7 @@ class MuMis(UnlearningMethod):
             step += 1
             if step % cfg.monitor_every and step != cfg.max_steps:
                 continue
-            m = _monitor(model, x_mon, y_mon, cfg.norm, k)
+            m = read()
             row = {"step": step, "batch_loss": float(loss.detach()), **vars(m)}
             history.append(row)
             if ctx.log is not None:

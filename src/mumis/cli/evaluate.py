@@ -1,0 +1,186 @@
+"""`mumis evaluate`: every EVALUATION.md metric of a run's model, against the retrained model.
+
+    mumis evaluate --checkpoint runs/mumis --forget class:3 --reference runs/retrained \\
+        [--json metrics.json] [--metrics accuracy,mia,divergence,sensitivity] [--plot sens.png]
+
+The forget spec is resolved on the checkpoint's dataset with the checkpoint's split seed (or
+`--split-seed`); with `--reference` the retrained model must have been trained on exactly that
+split (same manifest hash). Prints a table (metric, model, reference, |diff|, meaning);
+`--json FILE` writes `{"model": {...}, "reference": {...}, "diff": {...}, "gap_paper": x,
+"gap_salun": y, ...}` (reference, diff and gaps only with a reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError, DataError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model against the retrained one (accuracies, MIAs, gaps)",
+        description="Evaluate the model of a run directory on a forget scenario: accuracies, "
+                    "three membership-inference attacks, divergences and gaps to the retrained "
+                    "model, input-sensitivity diagnostics.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory of the model")
+    p.add_argument("--forget", required=True, metavar="SPEC",
+                   help="class:3, class:3,5, subclass:NAME_OR_ID, random:0.1, random:600 or "
+                        "indices:FILE")
+    p.add_argument("--reference", metavar="DIR",
+                   help="run directory of the retrained model (`mumis train --forget SPEC`)")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    p.add_argument("--metrics", default="accuracy,mia,divergence,sensitivity", metavar="LIST",
+                   help="comma-separated groups: accuracy, mia (or mia_efficacy, mia_entropy, "
+                        "mia_loss), divergence, sensitivity, or all (default: all of them)")
+    p.add_argument("--sensitivity-samples", type=int, default=500, metavar="N",
+                   help="samples per split for the sensitivity diagnostics (default 500)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="save histograms of the sensitivity diagnostics (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the attacks' subsampling and folds and of the sensitivity "
+                        "subsample (default 0)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+                   help="seed for random: forget specs (default: the checkpoint's split seed)")
+    p.add_argument("--data-dir", default=None, metavar="PATH",
+                   help="data folder (default: the one recorded in the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=512, help="samples per forward pass")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..utils import atomic_write_json
+
+    if args.sensitivity_samples < 1:
+        raise ConfigError(f"--sensitivity-samples must be at least 1, got {args.sensitivity_samples}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    report, names = evaluate_run(
+        checkpoint=args.checkpoint, forget=args.forget, reference=args.reference,
+        metrics=metrics, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
+        batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
+        device=args.device,
+    )
+    print(report.to_markdown(model_name=names[0], reference_name=names[1]))
+    if args.json:
+        atomic_write_json(args.json, report.to_dict())
+    if args.plot:
+        _plot(report, args.plot)
+    return 0
+
+
+def _plot(report: Any, path: str) -> None:
+    import sys
+
+    from ..metrics.sensitivity import plot_sensitivity_histograms
+
+    diag = report.sensitivity_values.get("model")
+    if diag is None:
+        raise ConfigError("--plot needs the sensitivity diagnostics; add 'sensitivity' to --metrics")
+    stem = Path(path)
+    for who, d in report.sensitivity_values.items():
+        out = stem if who == "model" else stem.with_name(f"{stem.stem}.{who}{stem.suffix}")
+        if plot_sensitivity_histograms(d, out, title=f"input sensitivity ({who})") is None:
+            print("mumis: note: matplotlib is not installed; no plot written "
+                  "(pip install 'mumis[plot]')", file=sys.stderr)
+            return
+
+
+def _split_seed(meta: dict[str, Any]) -> int:
+    """The checkpoint's split seed: `split_seed` (train / unlearn runs) or its manifest's seed."""
+    seed = meta.get("split_seed")
+    if seed is None:
+        seed = (meta.get("manifest") or {}).get("seed", 0)
+    return int(seed)
+
+
+def _check_reference(reference: str | Path, manifest: Any, split_seed: int) -> None:
+    """The reference must have been trained on exactly this split (same manifest hash)."""
+    from ..checkpoint import read_meta
+
+    ref = read_meta(reference)
+    ref_m = ref.get("manifest") or {}
+    if ref_m.get("hash") == manifest.hash:
+        return
+    ref_seed = ref.get("split_seed", ref_m.get("seed"))
+    raise ConfigError(
+        f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
+        f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but {manifest.spec!r} (split seed "
+        f"{split_seed}) on {manifest.dataset!r} gives another split; pass the forget spec and "
+        "--split-seed the retrained model was trained with"
+    )
+
+
+def evaluate_run(
+    *,
+    checkpoint: str | Path,
+    forget: str,
+    reference: str | Path | None = None,
+    metrics: list[str] | None = None,
+    seed: int = 0,
+    split_seed: int | None = None,
+    data_dir: str | Path | None = None,
+    batch_size: int = 512,
+    sensitivity_samples: int = 500,
+    device: str = "auto",
+) -> tuple[Any, tuple[str, str]]:
+    """Load a run's model (and the reference), rebuild the split and evaluate.
+
+    Args:
+        checkpoint: run directory of the model to evaluate.
+        forget: forget spec, resolved on the checkpoint's dataset.
+        reference: run directory of the retrained model; its manifest must equal this split's.
+        metrics: metric groups (see `mumis.evaluation.METRIC_GROUPS`); default: all.
+        seed: seed of the attacks and of the sensitivity subsample.
+        split_seed: seed of `random:` specs (default: the checkpoint's).
+        data_dir: data folder (default: the checkpoint's).
+        batch_size: samples per forward pass.
+        sensitivity_samples: samples per split for the sensitivity diagnostics.
+        device: "auto", "cpu" or "cuda[:N]".
+    Returns:
+        (EvaluationReport, (model name, reference name)) with names for the table header.
+    Raises:
+        CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
+    """
+    from ..checkpoint import load_checkpoint, load_run_data
+    from ..data import make_splits, resolve_manifest
+    from ..evaluation import DEFAULT_METRICS, evaluate
+    from ..utils import resolve_device
+
+    dev = resolve_device(device)
+    if data_dir is not None and not Path(data_dir).exists():
+        raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
+                        "the data the checkpoint was trained on")
+    model, meta = load_checkpoint(checkpoint, device=dev)
+    bundle, _ = load_run_data(meta, data_dir=data_dir)
+    seed_split = _split_seed(meta) if split_seed is None else int(split_seed)
+    manifest = resolve_manifest(forget, bundle, seed=seed_split)
+    k_model = int(meta["model"]["num_classes"])
+    if manifest.num_classes != k_model:
+        space = (meta.get("dataset") or {}).get("label_space", "fine")
+        raise DataError(
+            f"forget spec {forget!r} works in the {manifest.label_space} label space "
+            f"({manifest.num_classes} classes) but the checkpoint's model predicts {k_model} "
+            f"classes ({space} labels); use a forget spec of that label space"
+        )
+    ref_model = None
+    ref_name = "retrain"
+    if reference is not None:
+        _check_reference(reference, manifest, seed_split)
+        ref_model, ref_meta = load_checkpoint(reference, device=dev)
+        if int(ref_meta["model"]["num_classes"]) != k_model:
+            raise DataError(f"reference {str(reference)!r} predicts "
+                            f"{ref_meta['model']['num_classes']} classes, the model {k_model}")
+        if ref_meta.get("kind") != "train" or not ref_meta.get("forget_spec"):
+            ref_name = "reference"  # not a retrained oracle: do not call it one in the table
+    splits = make_splits(bundle, manifest)
+    report = evaluate(model, splits, reference=ref_model,
+                      metrics=metrics if metrics else DEFAULT_METRICS, seed=seed,
+                      batch_size=batch_size, sensitivity_samples=sensitivity_samples)
+    name = str(meta.get("method") or ("original" if not meta.get("forget_spec") else "model"))
+    return report, (name, ref_name)
