@@ -388,7 +388,7 @@ def evaluate(
     reference: nn.Module | EvaluationReport | None = None,
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     seed: int = 0,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     sensitivity_samples: int = 500,
 ) -> EvaluationReport:
     """Evaluate an (unlearned) model on a scenario's splits, against the retrained reference.

@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seed for random: forget specs (default: the checkpoint's split seed)")
     p.add_argument("--data-dir", default=None, metavar="PATH",
                    help="data folder (default: the one recorded in the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=512, help="samples per forward pass")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples per forward pass (default 256)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.set_defaults(func=run)
 
@@ -125,7 +126,7 @@ def evaluate_run(
     seed: int = 0,
     split_seed: int | None = None,
     data_dir: str | Path | None = None,
-    batch_size: int = 512,
+    batch_size: int = 256,
     sensitivity_samples: int = 500,
     device: str = "auto",
 ) -> tuple[Any, tuple[str, str]]:

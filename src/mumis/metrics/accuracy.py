@@ -47,7 +47,7 @@ def compute_logits(
     model: nn.Module,
     x: torch.Tensor,
     *,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Logits of `model` on `x`, in batches, without gradients and in eval mode.

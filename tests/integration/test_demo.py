@@ -1,0 +1,30 @@
+"""`mumis demo`: the README's main command, end to end on the embedded dataset."""
+
+from __future__ import annotations
+
+import json
+
+from mumis.cli import main
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for row in ("retrain", "original", "mumis"):
+        assert f"\n{row} " in text
+    for col in ("forget_acc", "test_remaining_acc", "mia_efficacy", "gap_paper", "time_s"):
+        assert col in text
+    for sub in ("original", "retrained", "mumis"):
+        assert (out / sub / "model.safetensors").is_file()
+    table = json.loads((out / "demo.json").read_text())["table"]
+    assert table["mumis"]["forget_acc"] <= 1.0  # forgotten
+    assert table["original"]["forget_acc"] >= 90.0
+    assert abs(table["mumis"]["test_remaining_acc"] - table["retrain"]["test_remaining_acc"]) <= 2.0
+    # a second run replaces its own output; a foreign folder is refused
+    assert main(["-q", "demo", "--out", str(out)]) == 0
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["-q", "demo", "--out", str(foreign)]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
