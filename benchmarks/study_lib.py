@@ -93,3 +93,26 @@ def run_variant(orig, retr, s, **cfg):
     a = accs(res.model, s)
     return {"gap": gap(a, ref), "acc": a, "ref": ref, "steps": res.steps, "stop": res.stop_reason,
             "time_s": dt}
+
+
+def library_case(dataset, model_name, spec, *, seed=0, recipe="quick", n_train=0):
+    """Original + retrained trained with mumis's own recipes (what a user gets), cached."""
+    from mumis.training import make_train_config, train_model
+
+    bundle = subset(load_dataset(dataset), n_train)
+    s = make_splits(bundle, resolve_manifest(spec, bundle, seed=seed))
+    mean, std = bundle.channel_stats()
+    cfg = make_train_config(recipe, dataset=dataset, model=model_name)
+    key = f"lib-{dataset}-{n_train}-{model_name}-{recipe}-s{seed}"
+    out = []
+    for which, (x, y) in (("orig", (bundle.x_train, bundle.y_train)), (spec.replace(":", "_"), s.retain)):
+        m = build_model(model_name, input_shape=bundle.input_shape, num_classes=10, mean=mean, std=std, seed=seed)
+        f = CACHE / f"{key}-{which}.safetensors"
+        if f.exists():
+            m.load_state_dict(load_file(f))
+        else:
+            train_model(m, x, y, cfg, seed=seed, device="cpu", progress=False)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f)
+        out.append(m.eval())
+    return out[0], out[1], s

@@ -2,12 +2,15 @@
 honest evaluation against the retrained model.
 
     import mumis
-    res = mumis.unlearn(model, (x_forget, y_forget), method="mumis")
-    rep = mumis.evaluate(res.model, splits, reference=retrained)
+    res = mumis.unlearn(model, (x_forget, y_forget), method="mumis")   # forget data only
+    rep = mumis.evaluate(res.model, splits, reference=retrained)       # EVALUATION.md keys
 """
 
 __version__ = "0.1.0"
 
 from .api import UnlearnResult, get_method, list_methods, unlearn  # noqa: E402
+from .evaluation import EvaluationReport, evaluate  # noqa: E402
 
-__all__ = ["UnlearnResult", "__version__", "get_method", "list_methods", "unlearn"]
+__all__ = [
+    "EvaluationReport", "UnlearnResult", "__version__", "evaluate", "get_method", "list_methods", "unlearn",
+]

@@ -13,10 +13,12 @@ RNG state is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -226,6 +228,74 @@ def _show_progress(progress: bool) -> bool:
     return bool(progress) and sys.stderr.isatty()
 
 
+#: Below this many multiply-adds per forward pass of one batch, one CPU thread is faster than
+#: several: the per-op work is too small to split, and on a busy machine waiting threads cost
+#: far more than they save (digits MLP: 1 s with 1 thread, 30 s with 2 on a loaded 2-core box).
+SMALL_STEP_MACS = 2e7
+
+
+def forward_macs(model: nn.Module, sample: torch.Tensor) -> int:
+    """Multiply-adds of Linear and Conv layers in a forward pass of one sample (estimate).
+
+    Args:
+        model: the model (modes are restored afterwards).
+        sample: one input (1, ...) on the model's device.
+
+    Returns:
+        The count; layers other than Linear / Conv are ignored.
+    """
+    total = 0
+
+    def hook(m: nn.Module, _inp: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            w = m.weight  # (out, in) or (out, in/groups, *kernel)
+            total += int(w.numel() * (out[0].numel() // w.shape[0]))
+
+    modes = {m: m.training for m in model.modules()}
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(sample[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    return total
+
+
+def choose_threads(model: nn.Module, x: torch.Tensor, batch_size: int,
+                   device: str | torch.device = "cpu") -> int | None:
+    """1 for small CPU workloads (see SMALL_STEP_MACS), None (torch's setting) otherwise.
+
+    Depends only on the model and batch size, never on the machine's load, so a run stays
+    reproducible (results can differ with the thread count).
+    """
+    if resolve_device(device).type != "cpu":
+        return None
+    macs = forward_macs(model, x[:1].to(next(model.parameters()).device))
+    return 1 if macs * min(batch_size, len(x)) < SMALL_STEP_MACS else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use `n` intra-op CPU threads inside the block (None: unchanged), restored afterwards."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    if n < 1:
+        raise ConfigError(f"threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_model(
     model: nn.Module,
     x: torch.Tensor,
@@ -235,6 +305,7 @@ def train_model(
     seed: int,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` in place on (x, y) with SGD, momentum, weight decay and `cfg.schedule`.
 
@@ -246,6 +317,7 @@ def train_model(
         seed: seeds shuffling, augmentation and any randomness inside the model (dropout).
         device: "cpu", "cuda[:N]" or "auto".
         progress: show a progress bar (only on a terminal).
+        threads: CPU threads during training (None: torch's setting); restored afterwards.
 
     Returns:
         One dict per epoch: epoch, loss (mean), acc (running train accuracy in percent, on the
@@ -281,7 +353,7 @@ def train_model(
     t0 = time.perf_counter()
     devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), torch_threads(threads):
             torch.manual_seed(int(seed) + 1)  # dropout etc. in user models; global RNG restored
             for epoch in range(1, cfg.epochs + 1):
                 perm = torch.randperm(n, generator=gen).to(dev)
@@ -370,6 +442,7 @@ def train_run(
     overrides: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     device: str = "auto",
+    threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
@@ -393,6 +466,8 @@ def train_run(
         overrides: TrainConfig settings (`lr`, ...) and model options as `model.KEY`.
         model_kwargs: model options (merged with the `model.KEY` overrides).
         device: "auto", "cpu", "cuda[:N]".
+        threads: CPU threads for training (default: 1 for small models and data, see
+            `choose_threads`, else torch's setting).
         overwrite: replace an existing non-empty `out`.
         progress: progress bar on a terminal.
 
@@ -441,9 +516,14 @@ def train_run(
     meta = build_meta(kind="train", model=spec, dataset=bundle, data_dir=data_dir,
                       manifest=manifest, forget_spec=forget, seed=seed, recipe=recipe_d,
                       split_seed=int(split_seed))
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if threads is None:
+        threads = choose_threads(net, x_tr, cfg.batch_size, dev)
     with staged_run_dir(out, overwrite=overwrite) as stage:
         t0 = time.perf_counter()
-        history = train_model(net, x_tr, y_tr, cfg, seed=seed, device=dev, progress=progress)
+        history = train_model(net, x_tr, y_tr, cfg, seed=seed, device=dev, progress=progress,
+                              threads=threads)
         sync(dev)
         train_time = time.perf_counter() - t0
         net.eval()
@@ -455,6 +535,7 @@ def train_run(
             "epochs": cfg.epochs,
             "num_train": int(len(y_tr)),
             "device": str(dev),
+            "threads": threads if threads is not None else torch.get_num_threads(),
         }
         if forget:
             metrics["retain_acc"] = metrics["train_acc"]
@@ -489,6 +570,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 __all__ = [
-    "RECIPES", "TrainConfig", "TrainResult", "accuracy", "augment_batch", "dataset_family",
-    "lr_at", "make_train_config", "recipe_settings", "split_overrides", "train_model", "train_run",
+    "RECIPES", "SMALL_STEP_MACS", "TrainConfig", "TrainResult", "accuracy", "augment_batch",
+    "choose_threads", "dataset_family", "forward_macs", "lr_at", "make_train_config",
+    "recipe_settings", "split_overrides", "torch_threads", "train_model", "train_run",
 ]

