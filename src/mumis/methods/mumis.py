@@ -53,7 +53,7 @@ class MuMisConfig:
     irrelevant_cap: float | None = _h(
         "cap each sample's irrelevant term at this multiple of its initial mean over the monitor subsample "
         "(None: unbounded, published)",
-        default=None)
+        default=2.0)
     switch: Literal["none", "misclassified"] = _h(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
@@ -285,6 +285,7 @@ class MuMis(UnlearningMethod):
 class MuMisPublishedConfig(MuMisConfig):
     """The published method as written: unbounded loss, random c', S' growth stopping rule."""
 
+    irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
     stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="published")
     delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
 
@@ -301,6 +302,7 @@ class MuMisPublished(MuMis):
 class MuMisV1Config(MuMisConfig):
     """First version (2024): full-batch gradient descent, stop on the mean loss decrease."""
 
+    irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
     batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=0)
     stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="v1")
     delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
