@@ -142,3 +142,37 @@ def test_bad_settings_are_refused():
         mumis.unlearn(model, data, device="cpu", max_step=3)
     with pytest.raises(ConfigError, match="lr must be > 0"):
         mumis.unlearn(model, data, device="cpu", lr=-1)
+
+
+def _loss_grads(model, x, y, **cfg):
+    from mumis.methods.mumis import MuMis
+
+    algo = MuMis(**cfg)
+    loss, _ = algo._loss(model, x, y, cfg.get("irrelevant_cap"), 4, torch.Generator().manual_seed(0))
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return loss, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def test_irrelevant_cap_stops_the_irrelevant_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    x, y = torch.rand(6, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    _, capped = _loss_grads(model, x, y, irrelevant_cap=1e-12)  # every sample above its cap
+    _, target_only = _loss_grads(model, x, y, irrelevant_cap=None, irrelevant_weight=0.0)
+    for a, b in zip(capped, target_only, strict=True):
+        torch.testing.assert_close(a, b)
+    _, free = _loss_grads(model, x, y, irrelevant_cap=None)
+    assert any(not torch.allclose(a, b) for a, b in zip(free, target_only, strict=True))
+
+
+def test_misclassified_switch_drops_the_samples_terms():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4)).double()
+    x = torch.rand(6, 5, dtype=torch.float64)
+    with torch.no_grad():
+        wrong = (model(x).argmax(1) + 1) % 4  # labels the model does not predict
+    loss, grads = _loss_grads(model, x, wrong, switch="misclassified", irrelevant_cap=None)
+    assert float(loss) == 0.0 and all(float(g.abs().sum()) == 0.0 for g in grads)
+    loss, _ = _loss_grads(model, x, wrong, switch="none", irrelevant_cap=None)
+    assert float(loss) != 0.0
