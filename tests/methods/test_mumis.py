@@ -173,6 +173,15 @@ def test_misclassified_switch_drops_the_samples_terms():
     with torch.no_grad():
         wrong = (model(x).argmax(1) + 1) % 4  # labels the model does not predict
     loss, grads = _loss_grads(model, x, wrong, switch="misclassified", irrelevant_cap=None)
-    assert float(loss) == 0.0 and all(float(g.abs().sum()) == 0.0 for g in grads)
+    assert float(loss.detach()) == 0.0 and all(float(g.abs().sum()) == 0.0 for g in grads)
     loss, _ = _loss_grads(model, x, wrong, switch="none", irrelevant_cap=None)
-    assert float(loss) != 0.0
+    assert float(loss.detach()) != 0.0
+
+
+def test_forget_accuracy_plateau_stops_the_run():
+    accs = [100.0, 50.0, 2.0, 2.0, 3.0, 2.0, 1.0, 1.0, 1.0]
+    readings = [_m(acc=a) for a in accs]
+    assert _first_stop("forget_acc", readings, patience=2) == 4  # no new low at readings 3 and 4
+    assert _first_stop("forget_acc", readings, patience=3) == 5  # readings 3, 4, 5 bring no new low
+    assert _first_stop("forget_acc", readings[:5] + [_m(acc=1.0)] * 4, patience=3) == 8  # new low at 5
+    assert _first_stop("forget_acc", readings, patience=0) is None

@@ -53,7 +53,7 @@ class MuMisConfig:
     irrelevant_cap: float | None = _h(
         "cap each sample's irrelevant term at this multiple of its initial mean over the monitor subsample "
         "(None: unbounded, published)",
-        default=2.0)
+        default=1.5)
     switch: Literal["none", "misclassified"] = _h(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
@@ -64,6 +64,9 @@ class MuMisConfig:
         default="forget_acc")
     delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
     target_forget_acc: float = _h("forget accuracy (percent) at which the forget_acc rule stops", default=0.0)
+    plateau_patience: int = _h(
+        "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many monitor "
+        "readings (0: never)", default=40)
     monitor_samples: int = _h("size of the fixed seeded forget subsample the stopping statistics use", default=256)
     monitor_irrelevant: Literal["fixed", "all"] = _h(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
@@ -83,6 +86,7 @@ class MuMisConfig:
             (self.irrelevant_cap is None or self.irrelevant_cap > 0, "irrelevant_cap must be > 0 or None"),
             (0 <= self.target_forget_acc <= 100, "target_forget_acc is a percentage in [0, 100]"),
             (self.divergence_factor > 1, "divergence_factor must be > 1"),
+            (self.plateau_patience >= 0, "plateau_patience must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -137,20 +141,31 @@ class Stopper:
     Rules: `forget_acc` (forget accuracy <= target), `published` (S' turned upward after dipping
     below S'(0), and S'(t)/S'(0) > delta), `growth` (S'(t)/S'(0) > delta, no dip needed),
     `v1` (mean loss decrease since the start >= delta), `none` (only max_steps stops).
+    `forget_acc` also stops when the forget accuracy has not reached a new low for `patience`
+    readings (a few resistant samples must not keep the run going until max_steps).
     """
 
-    def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor) -> None:
-        self.rule, self.delta, self.target = rule, delta, target_forget_acc
+    def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor,
+                 patience: int = 0) -> None:
+        self.rule, self.delta, self.target, self.patience = rule, delta, target_forget_acc, patience
         self.start = start
         self.s_min = start.s_irrelevant
         self.dipped = False
+        self.best_acc, self.since_best = start.forget_acc, 0
 
     def __call__(self, m: _Monitor) -> str | None:
         """Reason to stop after reading `m`, or None to go on."""
         ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
         reason = None
+        if m.forget_acc < self.best_acc:
+            self.best_acc, self.since_best = m.forget_acc, 0
+        elif m is not self.start:
+            self.since_best += 1
         if self.rule == "forget_acc" and m.forget_acc <= self.target:
             reason = f"forget accuracy {m.forget_acc:.1f}% <= target {self.target:g}%"
+        elif self.rule == "forget_acc" and self.patience and self.since_best >= self.patience:
+            reason = (f"forget accuracy plateaued at {self.best_acc:.1f}% (no new low in {self.patience} "
+                      f"readings; target {self.target:g}%)")
         elif self.rule == "published" and self.dipped and m.s_irrelevant > self.s_min and ratio > self.delta:
             reason = f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
         elif self.rule == "growth" and ratio > self.delta:
@@ -240,7 +255,8 @@ class MuMis(UnlearningMethod):
         good_state, good_step = copy.deepcopy(model.state_dict()), 0
         stop_reason = f"max_steps ({cfg.max_steps}) reached"
         step, epoch_batches = 0, iter(())
-        stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=cfg.target_forget_acc, start=m0)
+        stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=cfg.target_forget_acc, start=m0,
+                          patience=cfg.plateau_patience)
         if (reason := stopper(m0)) is not None:
             return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
         while step < cfg.max_steps:
