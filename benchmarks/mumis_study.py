@@ -26,12 +26,13 @@ from mumis.functional import sensitivity_profile
 VARIANTS = {
     "published loss, forget-acc stop": {"irrelevant_cap": None},
     "cap 1": {"irrelevant_cap": 1.0},
-    "cap 2 (default)": {},
+    "cap 1.5 (default)": {},
+    "cap 2": {"irrelevant_cap": 2.0},
     "cap 4": {"irrelevant_cap": 4.0},
-    "cap 2 + per-sample switch": {"switch": "misclassified"},
+    "cap 2 + per-sample switch": {"irrelevant_cap": 2.0, "switch": "misclassified"},
     "normalised + Adam 1e-3": {"irrelevant_cap": None, "normalise": True, "optimizer": "adam", "lr": 1e-3},
-    "normalised + Adam 1e-3 + cap 2": {"normalise": True, "optimizer": "adam", "lr": 1e-3},
-    "irrelevant averaged over all classes + cap 2": {"irrelevant": "all"},
+    "normalised + Adam 1e-3 + cap 2": {"irrelevant_cap": 2.0, "normalise": True, "optimizer": "adam", "lr": 1e-3},
+    "irrelevant averaged over all classes + cap 2": {"irrelevant_cap": 2.0, "irrelevant": "all"},
     "mumis_published (S' rule, delta 1)": {"method": "mumis_published", "max_steps": 300},
 }
 
