@@ -49,7 +49,7 @@ def step_ratio(model_name: str, batch: int, repeats: int, device: str) -> dict[s
             torch.cuda.synchronize()
 
     def mumis_step() -> None:
-        loss, _ = algo._loss(model, x, y, None, 10, g)
+        loss = algo._loss(model, x, y, None, 10, g)
         torch.autograd.grad(loss, params, allow_unused=True)
         sync()
 

@@ -148,7 +148,7 @@ def _loss_grads(model, x, y, **cfg):
     from mumis.methods.mumis import MuMis
 
     algo = MuMis(**cfg)
-    loss, _ = algo._loss(model, x, y, cfg.get("irrelevant_cap"), 4, torch.Generator().manual_seed(0))
+    loss = algo._loss(model, x, y, cfg.get("irrelevant_cap"), 4, torch.Generator().manual_seed(0))
     params = list(model.parameters())
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return loss, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..exceptions import ConfigError
 from ..functional import norms, other_classes, selected_logit_gradients
@@ -188,8 +190,8 @@ class MuMis(UnlearningMethod):
     needs_double_backward = True
 
     def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | None,
-              k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch loss and the batch logits (detached); one forward shared by both terms."""
+              k: int, generator: torch.Generator) -> torch.Tensor:
+        """Mean loss of a batch; one forward shared by both terms."""
         cfg = self.config
         x = x.detach().requires_grad_(True)
         logits = model(x)  # (B, K)
@@ -210,10 +212,9 @@ class MuMis(UnlearningMethod):
             s_i = s_i + s
         s_i = s_i / len(irr)
         per_sample = cfg.target_weight * s_t - cfg.irrelevant_weight * s_i  # (B,)
-        logits = logits.detach()
         if cfg.switch == "misclassified":
-            per_sample = per_sample * (logits.argmax(1) == c).float()
-        return per_sample.mean(), logits
+            per_sample = per_sample * (logits.detach().argmax(1) == c).float()
+        return per_sample.mean()
 
     def _diverged(self, m: _Monitor, m0: _Monitor) -> str | None:
         f = self.config.divergence_factor
@@ -259,6 +260,7 @@ class MuMis(UnlearningMethod):
                           patience=cfg.plateau_patience)
         if (reason := stopper(m0)) is not None:
             return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
+        bar = tqdm(total=cfg.max_steps, desc=self.name, leave=False, disable=not (ctx.progress and sys.stderr.isatty()))
         while step < cfg.max_steps:
             idx = next(epoch_batches, None)
             if idx is None:
@@ -266,8 +268,7 @@ class MuMis(UnlearningMethod):
                 continue
             idx = idx.to(x_all.device)
             c = y_all[idx]
-            loss, _ = self._loss(model, x_all[idx], c, cap, k, g)
-            loss = loss * scale
+            loss = self._loss(model, x_all[idx], c, cap, k, g) * scale
             if not torch.isfinite(loss):
                 model.load_state_dict(good_state)
                 stop_reason = f"diverged at step {step + 1} (non-finite loss); restored weights of step {good_step}"
@@ -278,11 +279,13 @@ class MuMis(UnlearningMethod):
                 p.grad = gp
             opt.step()
             step += 1
+            bar.update(1)
             if step % cfg.monitor_every and step != cfg.max_steps:
                 continue
             m = read()
             row = {"step": step, "batch_loss": float(loss.detach()), **vars(m)}
             history.append(row)
+            bar.set_postfix(forget_acc=f"{m.forget_acc:.1f}%", s_ratio=f"{m.s_irrelevant / m0.s_irrelevant:.2f}")
             if ctx.log is not None:
                 ctx.log(row)
             if (why := self._diverged(m, m0)) is not None:
@@ -293,6 +296,7 @@ class MuMis(UnlearningMethod):
             if (reason := stopper(m)) is not None:
                 stop_reason = reason
                 break
+        bar.close()
         return RunOutput(steps=step, stop_reason=stop_reason, history=history,
                          extra={"restored_step": good_step if stop_reason.startswith("diverged") else None})
 

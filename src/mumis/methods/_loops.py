@@ -1,0 +1,98 @@
+"""Tiny shared pieces of the fine-tuning baselines (finetune, grad_ascent, neggrad_plus,
+random_label, l1_sparse): a help-text field, an SGD optimiser, train mode for the run, and an
+epoch loop over seeded batches. Other methods may import them; keep this file small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import RunContext, batches
+
+
+def h(text: str, **kw: Any) -> Any:
+    """A dataclass field with a help string (shown by `mumis methods NAME`)."""
+    return field(metadata={"help": text}, **kw)
+
+
+def sgd(model: nn.Module, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.SGD:
+    """SGD on the trainable parameters (the SalUn code's optimiser for every baseline)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@contextlib.contextmanager
+def train_mode(model: nn.Module) -> Iterator[None]:
+    """Train mode inside the block (the baselines' code fine-tunes in train mode); eval after."""
+    model.train()
+    try:
+        yield
+    finally:
+        model.eval()
+
+
+def epoch_loop(
+    ctx: RunContext,
+    opt: torch.optim.Optimizer,
+    n: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    loss_fn: Callable[[torch.Tensor, int], torch.Tensor],
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """Minimise `loss_fn(idx, epoch)` over `epochs` passes of seeded batches of range(n).
+
+    `idx` is a batch of indices (on ctx.device) into the data the caller chose; `epoch` is
+    0-based (for schedules such as l1_sparse's decaying penalty). A non-finite loss stops the
+    run before that step is taken (the weights stay those of the last finite step).
+
+    Returns:
+        (steps, stop_reason, history): history has the start row and one row per epoch with
+        the mean batch loss.
+    """
+    history: list[dict[str, Any]] = [{"step": 0}]
+    step = 0
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for idx in batches(n, batch_size, ctx.generator):
+            loss = loss_fn(idx.to(ctx.device), epoch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                return step, f"non-finite loss at step {step + 1} (epoch {epoch + 1}); stopped before it", history
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            total, count = total + value, count + 1
+        row = {"step": step, "epoch": epoch + 1, "loss": total / max(count, 1)}
+        history.append(row)
+        if ctx.log is not None:
+            ctx.log(row)
+    return step, f"epochs ({epochs}) done", history
+
+
+def check_ranges(method: str, checks: list[tuple[bool, str]]) -> None:
+    """Raise ConfigError for the first failed (ok, message) pair (for Config.validate)."""
+    from ..exceptions import ConfigError
+
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(f"{method}: {msg}")
+
+
+def sgd_checks(cfg: Any) -> list[tuple[bool, str]]:
+    """Range checks of the common settings epochs, batch_size, lr, momentum, weight_decay."""
+    return [
+        (cfg.epochs >= 1, "epochs must be >= 1"),
+        (cfg.batch_size >= 0, "batch_size must be >= 0 (0 = full batch)"),
+        (cfg.lr > 0 and math.isfinite(cfg.lr), "lr must be a positive number"),
+        (0 <= cfg.momentum < 1, "momentum must be in [0, 1)"),
+        (cfg.weight_decay >= 0, "weight_decay must be >= 0"),
+    ]
