@@ -262,3 +262,32 @@ def load_run_splits(run_dir: str | Path, *, data_dir: str | Path | None = None) 
     """The forget / retain / test splits of a run directory (see `load_run_data`)."""
     bundle, manifest = load_run_data(read_meta(run_dir), data_dir=data_dir)
     return make_splits(bundle, manifest)
+
+
+def split_seed_of(meta: dict[str, Any]) -> int:
+    """The checkpoint's split seed: `split_seed` (train runs) or its manifest's seed."""
+    seed = meta.get("split_seed")
+    if seed is None:
+        seed = (meta.get("manifest") or {}).get("seed", 0)
+    return int(seed)
+
+
+def check_reference(reference: str | Path, manifest: Any, split_seed: int) -> dict[str, Any]:
+    """Check that the retrained model in `reference` used this exact split; return its meta.
+
+    Raises:
+        CheckpointError: `reference` is not a run directory.
+        ConfigError: its manifest hash differs from `manifest`'s.
+    """
+    ref = read_meta(reference)
+    ref_m = ref.get("manifest") or {}
+    if ref_m.get("hash") == manifest.hash:
+        return ref
+    ref_seed = ref.get("split_seed", ref_m.get("seed"))
+    raise ConfigError(
+        f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
+        f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but this run resolves "
+        f"{manifest.spec!r} (split seed {split_seed}) on {manifest.dataset!r} to another split; "
+        "the forget spec, split seed (--split-seed) and dataset must match the ones the retrained "
+        "model used"
+    )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ..exceptions import USER_ERRORS, MumisError
 
 #: Verb -> module under mumis.cli. Order is the order shown in --help.
-VERBS = ["demo", "train", "unlearn", "evaluate", "methods", "env"]
+VERBS = ["demo", "train", "unlearn", "evaluate", "tune", "methods", "env"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError
 
 
@@ -92,31 +93,6 @@ def _plot(report: Any, path: str) -> None:
             return
 
 
-def _split_seed(meta: dict[str, Any]) -> int:
-    """The checkpoint's split seed: `split_seed` (train / unlearn runs) or its manifest's seed."""
-    seed = meta.get("split_seed")
-    if seed is None:
-        seed = (meta.get("manifest") or {}).get("seed", 0)
-    return int(seed)
-
-
-def _check_reference(reference: str | Path, manifest: Any, split_seed: int) -> None:
-    """The reference must have been trained on exactly this split (same manifest hash)."""
-    from ..checkpoint import read_meta
-
-    ref = read_meta(reference)
-    ref_m = ref.get("manifest") or {}
-    if ref_m.get("hash") == manifest.hash:
-        return
-    ref_seed = ref.get("split_seed", ref_m.get("seed"))
-    raise ConfigError(
-        f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
-        f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but {manifest.spec!r} (split seed "
-        f"{split_seed}) on {manifest.dataset!r} gives another split; pass the forget spec and "
-        "--split-seed the retrained model was trained with"
-    )
-
-
 def evaluate_run(
     *,
     checkpoint: str | Path,
@@ -159,7 +135,7 @@ def evaluate_run(
                         "the data the checkpoint was trained on")
     model, meta = load_checkpoint(checkpoint, device=dev)
     bundle, _ = load_run_data(meta, data_dir=data_dir)
-    seed_split = _split_seed(meta) if split_seed is None else int(split_seed)
+    seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)
     k_model = int(meta["model"]["num_classes"])
     if manifest.num_classes != k_model:
@@ -172,7 +148,7 @@ def evaluate_run(
     ref_model = None
     ref_name = "retrain"
     if reference is not None:
-        _check_reference(reference, manifest, seed_split)
+        check_reference(reference, manifest, seed_split)
         ref_model, ref_meta = load_checkpoint(reference, device=dev)
         if int(ref_meta["model"]["num_classes"]) != k_model:
             raise DataError(f"reference {str(reference)!r} predicts "

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError
 
 _SET_HELP = "a method setting, e.g. --set lr=1e-4 (repeatable; see `mumis methods NAME`)"
@@ -135,37 +136,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
                           "--out or remove it (or pass --overwrite)")
 
 
-def _split_seed(meta: dict[str, Any]) -> int:
-    """The checkpoint's split seed: `split_seed` (train runs) or its manifest's seed."""
-    seed = meta.get("split_seed")
-    if seed is None:
-        seed = (meta.get("manifest") or {}).get("seed", 0)
-    return int(seed)
-
-
-def check_reference(reference: str | Path, manifest: Any, split_seed: int) -> dict[str, Any]:
-    """Check that the retrained model in `reference` used this exact split; return its meta.
-
-    Raises:
-        CheckpointError: `reference` is not a run directory.
-        ConfigError: its manifest hash differs from `manifest`'s.
-    """
-    from ..checkpoint import read_meta
-
-    ref = read_meta(reference)
-    ref_m = ref.get("manifest") or {}
-    if ref_m.get("hash") == manifest.hash:
-        return ref
-    ref_seed = ref.get("split_seed", ref_m.get("seed"))
-    raise ConfigError(
-        f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
-        f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but this run resolves "
-        f"{manifest.spec!r} (split seed {split_seed}) on {manifest.dataset!r} to another split; "
-        "the forget spec, split seed (--split-seed) and dataset must match the ones the retrained "
-        "model used"
-    )
-
-
 def unlearn_run(
     *,
     checkpoint: str | Path,
@@ -221,7 +191,7 @@ def unlearn_run(
                         "the checkpoint was trained on")
     model, parent = load_checkpoint(checkpoint, device="cpu")
     bundle, _ = load_run_data(parent, data_dir=data_dir)
-    seed_split = _split_seed(parent) if split_seed is None else int(split_seed)
+    seed_split = split_seed_of(parent) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)
     want_space = (parent.get("dataset") or {}).get("label_space", "fine")
     k_model = int(parent["model"]["num_classes"])

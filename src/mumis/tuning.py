@@ -1,0 +1,205 @@
+"""Hyper-parameter tuning by a recorded protocol (EVALUATION.md): grid search on a *tuning*
+scenario, chosen by the gap to the retrained model.
+
+    from mumis.tuning import tune, parse_grid
+    result = tune(checkpoint="runs/tune/original", reference="runs/tune/retrained",
+                  forget="class:5", method="boundary_shrink",
+                  grid=parse_grid(["lr=1e-4,1e-3,1e-2"]), out="runs/tune/bs")
+
+The tuning scenario (checkpoint, retrained reference, forget spec) must differ from the one the
+chosen settings are later evaluated on (another class or another seed), so that no table's
+numbers come from settings picked on its own test. Every grid point is an ordinary unlearning run
+(`mumis.cli.unlearn.unlearn_run`: forget-only methods never see the retain data), evaluated with
+`mumis.evaluate(..., reference=retrained)`. The point with the smallest gap wins (ties: the first
+in grid order). `out` then holds `tuning.json` (grid, every point's settings, metrics and gaps,
+the chosen point, the scenario), `chosen.yaml` (a preset for `mumis unlearn --config`) and
+`points/NNN/` (the run directory of every point).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .exceptions import ConfigError
+
+Criterion = Literal["gap_paper", "gap_salun"]
+#: Metric groups each criterion needs (nothing more is computed per point).
+_CRITERION_METRICS: dict[str, list[str]] = {
+    "gap_paper": ["accuracy"],
+    "gap_salun": ["accuracy", "mia_efficacy"],
+}
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
+    """Parse `key=v1,v2,...` strings into {key: [values]}; values are YAML scalars.
+
+    Raises:
+        ConfigError: a malformed item, an empty value list or a key given twice.
+    """
+    grid: dict[str, list[Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise ConfigError(f"--grid expects key=v1,v2,..., got {item!r}; for example --grid lr=1e-4,1e-3")
+        if key in grid:
+            raise ConfigError(f"--grid key {key!r} given twice; list all its values in one --grid {key}=v1,v2")
+        values = []
+        for v in raw.split(","):
+            try:
+                values.append(yaml.safe_load(v) if v.strip() else "")
+            except yaml.YAMLError:
+                values.append(v)
+        grid[key] = values
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of the grid, in order (the last key varies fastest)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+@dataclass
+class TuningResult:
+    """What `tune` wrote: `out`, the contents of tuning.json and the chosen preset."""
+
+    out: Path
+    record: dict[str, Any]
+    chosen: dict[str, Any]  # method + resolved settings (the contents of chosen.yaml)
+
+
+def tune(
+    *,
+    checkpoint: str | Path,
+    reference: str | Path,
+    forget: str,
+    method: str | None,
+    grid: dict[str, list[Any]],
+    out: str | Path,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    criterion: Criterion = "gap_paper",
+    seed: int = 0,
+    split_seed: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Any = None,
+) -> TuningResult:
+    """Run every grid point on the tuning scenario, pick the smallest gap, write the record.
+
+    Args:
+        checkpoint: run directory of the tuning scenario's original model.
+        reference: run directory of the model retrained without `forget` (same split).
+        forget: forget spec of the tuning scenario.
+        method: method name (or from `config_file`'s `method:` entry).
+        grid: {setting: [values]} (see `parse_grid`); at least one point.
+        out: directory to create (tuning.json, chosen.yaml, points/).
+        config_file: base settings (a preset); `overrides` on top, then each grid point.
+        overrides: fixed settings for every point (`--set`).
+        criterion: gap_paper (MU-Mis Avg. Gap) or gap_salun (SalUn Avg. Gap).
+        seed: the method's seed at every point.
+        split_seed: seed of `random:` specs (default: the checkpoint's).
+        data_dir: data folder (default: the checkpoint's).
+        device: "auto", "cpu" or "cuda[:N]".
+        overwrite: replace a non-empty `out`.
+        progress: show progress while each point runs.
+        log: optional callable(str) told about each finished point.
+    Returns:
+        TuningResult.
+    Raises:
+        ConfigError: empty grid, a grid key or value the method rejects, an unknown criterion,
+            a taken `out`, or no point with a finite gap (before any work for the input errors).
+        CheckpointError, DataError: unreadable run directories or mismatched splits.
+    """
+    from .api import get_method
+    from .checkpoint import load_checkpoint, load_run_splits
+    from .cli.unlearn import _check_out, resolve_method_settings, unlearn_run
+    from .config import build_config, config_to_dict
+    from .evaluation import evaluate
+    from .utils import atomic_write_json, atomic_write_text, resolve_device, staged_run_dir, to_jsonable
+
+    if criterion not in _CRITERION_METRICS:
+        raise ConfigError(f"criterion must be one of {', '.join(_CRITERION_METRICS)}; got {criterion!r}")
+    points = grid_points(grid)
+    if not grid or not points:
+        raise ConfigError("the grid is empty; give at least one --grid key=v1,v2,...")
+    out = Path(out)
+    _check_out(out, overwrite)
+    # Every point's settings are checked strictly before any work.
+    name, base = resolve_method_settings(method, config_file, overrides)
+    cls = get_method(name)
+    typed = []  # each point's grid values as its Config coerced them ("1e-3" -> 0.001)
+    for p in points:
+        resolved = config_to_dict(build_config(cls.Config, {**base, **p}, what=f"method {name!r}"))
+        typed.append({k: resolved[k] for k in p})
+    grid = {k: _unique([t[k] for t in typed]) for k in grid}
+    dev = resolve_device(device)
+    metrics = _CRITERION_METRICS[criterion]
+    # unlearn_run checks that each point's split is the reference's, so these are its splits too.
+    splits = load_run_splits(reference, data_dir=data_dir)
+    ref_model, ref_meta = load_checkpoint(reference, device=dev)
+    ref_report = evaluate(ref_model, splits, metrics=metrics)
+    scenario = {
+        "checkpoint": str(Path(checkpoint).resolve()), "reference": str(Path(reference).resolve()),
+        "forget_spec": forget, "manifest_hash": (ref_meta.get("manifest") or {}).get("hash"),
+        "dataset": (ref_meta.get("dataset") or {}).get("name"), "seed": int(seed),
+        "note": "tuning scenario: evaluate the chosen settings on another forget set or seed",
+    }
+    rows: list[dict[str, Any]] = []
+    with staged_run_dir(out, overwrite=overwrite) as stage:
+        for i, p in enumerate(typed):
+            run_dir = Path("points") / f"{i:03d}"
+            done = unlearn_run(checkpoint=checkpoint, forget=forget, out=stage / run_dir, method=name,
+                               overrides={**base, **p}, seed=seed, split_seed=split_seed, data_dir=data_dir,
+                               device=str(dev), reference=reference, progress=progress)
+            model, _ = load_checkpoint(stage / run_dir, device=dev)
+            rep = evaluate(model, splits, reference=ref_report, metrics=metrics).to_dict()
+            row = {
+                "index": i, "settings": to_jsonable(p),
+                "config": yaml.safe_load((stage / run_dir / "config.yaml").read_text()),  # method + resolved
+                "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
+                "metrics": rep["model"], "time_s": done.result["time_s"], "steps": done.result["steps"],
+                "stop_reason": done.result["stop_reason"], "run_dir": str(run_dir),
+            }
+            rows.append(row)
+            if log is not None:
+                log(f"[{i + 1}/{len(points)}] {p}: {criterion} = {_fmt(row[criterion])}")
+        finite = [r for r in rows if isinstance(r[criterion], float | int) and math.isfinite(r[criterion])]
+        if not finite:
+            raise ConfigError(f"no grid point gave a finite {criterion}; widen the grid")
+        best = min(finite, key=lambda r: r[criterion])  # min keeps the first of equal gaps
+        chosen = best["config"]
+        record = {
+            "method": name, "criterion": criterion, "grid": to_jsonable(grid), "base_settings": to_jsonable(base),
+            "scenario": scenario, "reference_metrics": ref_report.to_dict()["model"], "points": rows,
+            "chosen": {"index": best["index"], "settings": best["settings"], criterion: best[criterion],
+                       "config": chosen},
+        }
+        atomic_write_json(stage / "tuning.json", to_jsonable(record))
+        header = (f"# {name}: settings chosen by `mumis tune` (smallest {criterion} = {_fmt(best[criterion])})\n"
+                  f"# on the tuning scenario {forget!r} of {scenario['checkpoint']}; grid: {to_jsonable(grid)}\n"
+                  f"# use with `mumis unlearn --config chosen.yaml` on another forget set or seed.\n")
+        atomic_write_text(stage / "chosen.yaml", header + yaml.safe_dump(chosen, sort_keys=False))
+    return TuningResult(out=out, record=to_jsonable(record), chosen=chosen)
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    """Values in first-seen order without repeats (values may be unhashable lists)."""
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float | int) else str(v)
