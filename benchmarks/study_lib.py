@@ -103,7 +103,12 @@ def library_case(dataset, model_name, spec, *, seed=0, recipe="quick", n_train=0
     s = make_splits(bundle, resolve_manifest(spec, bundle, seed=seed))
     mean, std = bundle.channel_stats()
     cfg = make_train_config(recipe, dataset=dataset, model=model_name)
-    key = f"lib-{dataset}-{n_train}-{model_name}-{recipe}-s{seed}"
+    from mumis.config import config_to_dict
+    from mumis.utils import hash_arrays
+
+    # the recipe's settings and the architecture are part of the key: changing either retrains
+    arch = sum(p.numel() for p in build_model(model_name, input_shape=bundle.input_shape, num_classes=10).parameters())
+    key = f"lib-{dataset}-{n_train}-{model_name}{arch}-{recipe}-{hash_arrays(config_to_dict(cfg))[:8]}-s{seed}"
     out = []
     for which, (x, y) in (("orig", (bundle.x_train, bundle.y_train)), (spec.replace(":", "_"), s.retain)):
         m = build_model(model_name, input_shape=bundle.input_shape, num_classes=10, mean=mean, std=std, seed=seed)
