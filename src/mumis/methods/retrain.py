@@ -1,7 +1,7 @@
 """Retrain: the exact oracle, training a freshly initialised model on the retain set only.
 
-Not an approximation but the gold standard every other method is measured against (see
-docs EVALUATION.md); registered so it can be run and timed like the others. The model's
+Not an approximation but the gold standard every other method is measured against;
+registered so it can be run and timed like the others. The model's
 parameters are re-initialised (`reset_parameters()` of every sub-module, under a forked global
 RNG seeded from the run's generator, so the caller's RNG is untouched) and trained with
 `mumis.training.train_model`: SGD with momentum, weight decay and a cosine schedule.
