@@ -48,3 +48,11 @@ def test_forgets_a_class_on_digits() -> None:
     assert rep["forget_acc"] <= 5.0  # retrained: 0
     assert rep["test_forgotten_acc"] <= 5.0
     assert rep["test_remaining_acc"] >= 70.0  # original and retrained: 99.1 (paper defaults cost some)
+
+
+def test_is_deterministic_whatever_the_seed() -> None:
+    """No randomness in SSD: consecutive batches in the official order, so the seed is irrelevant."""
+    original, _, splits = trained_digits_case(forget="class:3")
+    a, b = (mumis.unlearn(original, splits.forget, method="ssd", retain=splits.retain, seed=s, device="cpu")
+            for s in (0, 1))
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
