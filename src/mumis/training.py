@@ -96,8 +96,9 @@ class TrainConfig:
 # --------------------------------------------------------------------------- recipes
 #: Recipe name -> {(dataset family, model): settings}; "*" matches anything. Entries are layered
 #: from general to specific: ("*", "*"), ("*", model), (family, "*"), (family, model).
-#: Measured on 2 shared CPU cores (see README): digits mlp quick ~97-98 % test in a few seconds;
-#: fashion-mnist cnn quick (5 epochs) ~91 % test.
+#: Measured on a shared 2-core CPU machine, one thread (README has the table): digits mlp quick
+#: 98.9 % test / 99.9 % train in ~4 s, memorise 100 % train; fashion-mnist cnn quick (5 epochs)
+#: 91.1 % test in ~3 min, memorise (12 epochs) 99.7 % train / 92.0 % test in ~4-8 min.
 RECIPES: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
     "quick": {
         ("*", "*"): {"epochs": 10, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4},

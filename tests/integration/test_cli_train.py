@@ -100,6 +100,28 @@ class _no_raise:
         return False
 
 
+def test_subclass_scenario_trains_on_superclass_labels(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 20)  # 6 fine classes, superclasses {0,1}, {2,3}, {4,5}
+    x = (rng.random((len(y), 1, 8, 8)) * 0.5 + (y[:, None, None, None] / 10.0)).astype(np.float32)
+    data = tmp_path / "toy.npz"
+    np.savez(data, x=x, y=y, y_coarse=y // 2)
+    common = ["-q", "train", "--dataset", "npz", "--data-dir", str(data), "--epochs", "2"]
+    assert main([*common, "--label-space", "coarse", "--out", str(tmp_path / "orig")]) == 0
+    assert main([*common, "--forget", "subclass:1", "--out", str(tmp_path / "oracle")]) == 0
+    for run in ("orig", "oracle"):
+        meta = json.loads((tmp_path / run / "meta.json").read_text())
+        assert meta["dataset"]["label_space"] == "coarse" and meta["model"]["num_classes"] == 3
+    capsys.readouterr()
+    rc = main([*common, "--forget", "subclass:1", "--label-space", "fine", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "label space" in capsys.readouterr().err
+    assert main(["-q", "train", "--label-space", "coarse", "--epochs", "1", "--out",
+                 str(tmp_path / "y")]) == 2  # digits has no superclasses
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_env_runs(capsys):
     assert main(["env"]) == 0
     text = capsys.readouterr().out

@@ -130,7 +130,7 @@ def test_thread_choice_is_by_workload_and_restored():
     assert forward_macs(cnn, torch.rand(1, 1, 8, 8)) == 18 * 64 + 72 * 16 + 16 * 8 + 80
     assert choose_threads(mlp, torch.rand(4, 1, 8, 8), 64) == 1
     big = build_model("mlp", input_shape=(3, 32, 32), num_classes=10, hidden=(4096,))
-    assert choose_threads(big, torch.rand(4, 3, 32, 32), 128) is None
+    assert choose_threads(big, torch.rand(128, 3, 32, 32), 128) is None
     before = torch.get_num_threads()
     with torch_threads(before + 1):
         assert torch.get_num_threads() == before + 1
