@@ -19,12 +19,19 @@ import torch
 from .exceptions import ConfigError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -91,6 +98,7 @@ def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory is for sharing
     try:
         yield stage
     except BaseException:

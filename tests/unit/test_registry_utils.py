@@ -247,3 +247,19 @@ def test_library_versions() -> None:
     v = utils.library_versions()
     assert v["mumis"] == mumis.__version__ and v["torch"] == torch.__version__
     assert {"python", "numpy", "scikit-learn", "safetensors"} <= set(v)
+
+
+def test_run_directories_and_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from mumis.utils import atomic_write_text, staged_run_dir
+
+    old = os.umask(0o022)
+    try:
+        with staged_run_dir(tmp_path / "run") as stage:
+            atomic_write_text(stage / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "run" / "a.txt").stat().st_mode) == 0o644
