@@ -185,7 +185,13 @@ def unlearn(
             retain=None if rx_ry is None else (rx_ry[0].to(dev), rx_ry[1].to(dev)),
             num_classes=k, generator=make_generator(seed), device=dev, progress=progress,
         )
-        with _peak_memory(dev) as mem:
+        from .training import choose_threads, torch_threads
+
+        # Small models on the CPU run faster on one thread (and much faster on a loaded machine);
+        # the choice depends on the model and batch size only, so runs stay reproducible.
+        batch = getattr(algo.config, "batch_size", 128) or len(fx)
+        threads = choose_threads(target, fx, batch, dev)
+        with torch_threads(threads), _peak_memory(dev) as mem:
             sync(dev)
             t0 = time.perf_counter()
             out = algo.run(target, ctx)
