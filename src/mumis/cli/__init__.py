@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ..exceptions import USER_ERRORS, MumisError
 
 #: Verb -> module under mumis.cli. Order is the order shown in --help.
-VERBS = ["demo", "train", "unlearn", "evaluate", "tune", "methods", "env"]
+VERBS = ["demo", "train", "unlearn", "evaluate", "tune", "bench", "report", "methods", "env"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 2
+    dist_run = _under_torchrun()
+    ok = False
     try:
+        if dist_run:
+            _join_torchrun(args.verb)
         rc = args.func(args)
+        ok = True
         return int(rc or 0)
     except USER_ERRORS as e:
         if args.debug:
@@ -69,6 +74,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mumis: failed: {type(e).__name__}: {e} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        if dist_run:
+            from ..distributed import shutdown
+
+            shutdown(wait=ok)
+
+
+#: Verbs that run under torchrun (one process per device); the others refuse WORLD_SIZE > 1.
+DISTRIBUTED_VERBS = ("unlearn",)
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
+
+def _join_torchrun(verb: str) -> None:
+    from ..exceptions import ConfigError
+
+    if verb not in DISTRIBUTED_VERBS:
+        raise ConfigError(f"`mumis {verb}` does not run under torchrun yet (WORLD_SIZE > 1); run it as one "
+                          f"process (verbs that do: {', '.join(DISTRIBUTED_VERBS)})")
+    from ..distributed import init_from_env
+
+    init_from_env()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ to methods that do not declare `requires_retain`. The run directory holds `model
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -63,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, device=args.device, reference=args.reference, out=args.out,
         overwrite=args.overwrite, progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
     )
+    from .. import distributed
+
     r = done.result
+    if distributed.is_distributed():  # every rank says where it stopped (they must agree)
+        print(f"mumis: rank {distributed.rank()} of {distributed.world()}: {r['steps']} steps, "
+              f"stopped: {r['stop_reason']}", file=sys.stderr)
+    if not distributed.is_main():
+        return 0
     print(f"{r['method']}: {r['steps']} steps in {r['time_s']:.2f} s, stopped: {r['stop_reason']} "
           f"-> {done.run_dir}")
     return 0
@@ -155,6 +163,8 @@ def unlearn_run(
     """Unlearn `forget` from the model in `checkpoint` and write a run directory `out`.
 
     Everything is validated before any work, so bad input leaves no run directory.
+    Under torchrun every rank computes (see `mumis.distributed`); only rank 0 writes `out`, and
+    all ranks return once it is written.
 
     Args:
         checkpoint: run directory of the model to unlearn from (`mumis train`, or an earlier
@@ -176,6 +186,7 @@ def unlearn_run(
     Raises:
         ConfigError, DataError, CheckpointError, ModelError: bad input, before anything is written.
     """
+    from .. import distributed
     from ..api import get_method, unlearn
     from ..checkpoint import build_meta, load_checkpoint, load_run_data, save_model_dir
     from ..data import make_splits, resolve_manifest
@@ -185,6 +196,10 @@ def unlearn_run(
     _check_out(out, overwrite)
     name, settings = resolve_method_settings(method, config_file, overrides)
     cls = get_method(name)
+    if distributed.is_distributed() and not getattr(cls, "supports_distributed", False):
+        raise ConfigError(f"method {name!r} does not run under torchrun yet; run it as one process "
+                          "(methods that do: mumis, mumis_published, mumis_v1)")
+    main = distributed.is_main()
     dev = resolve_device(device)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding the data "
@@ -205,13 +220,15 @@ def unlearn_run(
     if reference is not None:
         check_reference(reference, manifest, seed_split)
         ref_path = str(Path(reference).resolve())
-    if parent.get("kind") == "train" and parent.get("forget_spec"):
+    if main and parent.get("kind") == "train" and parent.get("forget_spec"):
         print(f"mumis: note: checkpoint {str(checkpoint)!r} is a retrained model (trained without "
               f"{parent['forget_spec']!r}); unlearning usually starts from the original", file=sys.stderr)
     splits = make_splits(bundle, manifest)
     retain = splits.retain if cls.requires_retain else None  # forget-only methods never see it
 
-    with staged_run_dir(out, overwrite=overwrite) as stage:
+    # Only rank 0 writes; the other ranks compute the same run and write nothing.
+    staged = staged_run_dir(out, overwrite=overwrite) if main else contextlib.nullcontext(None)
+    with staged as stage:
         # inplace: the loaded model is ours, no need for the front door's defensive copy
         res = unlearn(model, splits.forget, method=name, retain=retain, seed=seed, device=dev,
                       inplace=True, progress=progress, **settings)
@@ -227,14 +244,16 @@ def unlearn_run(
             **res.summary(),
             "seed": int(seed), "split_seed": seed_split, "forget_spec": forget,
             "manifest_hash": manifest.hash, "num_forget": int(len(manifest.forget)),
-            "uses_retain": retain is not None, "device": str(dev),
+            "uses_retain": retain is not None, "device": str(dev), "world_size": distributed.world(),
             "checkpoint": meta["parent"], "reference": ref_path, "extra": res.extra,
         }
         history = [to_jsonable(row) for row in res.history]
-        save_model_dir(stage, res.model, meta)
-        # method + settings: the file works again as `--config` to repeat the run
-        resolved = {"method": name, **to_jsonable(res.config)}
-        atomic_write_text(stage / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-        atomic_write_text(stage / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
-        atomic_write_json(stage / "result.json", result)
+        if stage is not None:
+            save_model_dir(stage, res.model, meta)
+            # method + settings: the file works again as `--config` to repeat the run
+            resolved = {"method": name, **to_jsonable(res.config)}
+            atomic_write_text(stage / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+            atomic_write_text(stage / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+            atomic_write_json(stage / "result.json", result)
+    distributed.barrier()  # the run directory exists on return, on every rank
     return UnlearnRun(run_dir=out, meta=meta, result=to_jsonable(result), history=history)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .. import distributed
 from ..exceptions import ConfigError
 from ..functional import norms, other_classes, selected_logit_gradients
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
@@ -137,6 +138,27 @@ def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: tor
     )
 
 
+def _monitor_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
+                     norm: str, k: int) -> _Monitor:
+    """`_monitor` under torchrun: each rank reads its contiguous part of the monitor subsample and
+    the sums (max for the logits) are all-reduced, so every rank gets the same statistics and the
+    stopping rule and divergence guard decide the same on all ranks."""
+    m = len(y)
+    lo, hi = distributed.shard_bounds(m)
+    sums = torch.zeros(5, dtype=torch.float64)  # S_c, S', S'^2, loss, correct
+    top = torch.full((1,), -math.inf, dtype=torch.float64)
+    if hi > lo:
+        part = _monitor(model, x[lo:hi], y[lo:hi], None if irrelevant is None else irrelevant[lo:hi], norm, k)
+        n = hi - lo
+        sums = torch.tensor([part.s_target, part.s_irrelevant, part.s_irrelevant_sq, part.loss,
+                             part.forget_acc / 100.0], dtype=torch.float64) * n
+        top[0] = part.max_logit
+    sums = distributed.all_reduce_sum(sums) / m
+    top = distributed.all_reduce_max(top)
+    return _Monitor(s_target=float(sums[0]), s_irrelevant=float(sums[1]), s_irrelevant_sq=float(sums[2]),
+                    loss=float(sums[3]), forget_acc=100.0 * float(sums[4]), max_logit=float(top[0]))
+
+
 class Stopper:
     """A stopping rule evaluated on successive monitor readings (the first one is step 0).
 
@@ -188,16 +210,27 @@ class MuMis(UnlearningMethod):
     summary = "minimise target-class input sensitivity, raise irrelevant-class sensitivity; forget data only"
     Config = MuMisConfig
     needs_double_backward = True
+    supports_distributed = True  # runs under torchrun (see run() and mumis.distributed)
 
     def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | None,
-              k: int, generator: torch.Generator) -> torch.Tensor:
-        """Mean loss of a batch; one forward shared by both terms."""
+              k: int, generator: torch.Generator, shard: slice | None = None) -> torch.Tensor:
+        """Mean loss of a batch; one forward shared by both terms.
+
+        `shard` (torchrun): x and c are the global batch; the irrelevant classes are drawn for all
+        of it (so every rank consumes the generator alike and matches one process), then only
+        this rank's part is computed.
+        """
         cfg = self.config
-        x = x.detach().requires_grad_(True)
-        logits = model(x)  # (B, K)
+        shift = None
         if cfg.irrelevant == "random":
             # c' uniform over the K-1 other classes, per sample, afresh each step.
             shift = torch.randint(1, k, c.shape, generator=generator, device=generator.device)
+        if shard is not None:
+            x, c = x[shard], c[shard]
+            shift = None if shift is None else shift[shard]
+        x = x.detach().requires_grad_(True)
+        logits = model(x)  # (B, K)
+        if shift is not None:
             irr = [(c + shift.to(c.device)) % k]
         else:
             irr = list(other_classes(c, k).T)
@@ -216,6 +249,34 @@ class MuMis(UnlearningMethod):
             per_sample = per_sample * (logits.detach().argmax(1) == c).float()
         return per_sample.mean()
 
+    def _reduced_grads(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, c: torch.Tensor,
+                       cap: float | None, k: int, generator: torch.Generator,
+                       scale: float) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """torchrun: (global batch loss, weight gradients) equal on every rank to one process's.
+
+        Rank r computes the mean loss of its contiguous part of the global batch, weighted by
+        its share of the batch; one all-reduce (sum) of the flattened gradients and the loss gives
+        the gradient of the global batch mean, to float tolerance.
+        """
+        lo, hi = distributed.shard_bounds(len(c))
+        if hi > lo:
+            local = self._loss(model, x, c, cap, k, generator, shard=slice(lo, hi)) * (scale * (hi - lo) / len(c))
+            grads = list(torch.autograd.grad(local, params, allow_unused=True))
+        else:  # fewer samples than ranks: nothing to compute, but draw c' like the others
+            if self.config.irrelevant == "random":
+                torch.randint(1, k, c.shape, generator=generator, device=generator.device)
+            local = torch.zeros((), device=c.device)
+            grads = [torch.zeros_like(p) for p in params]
+        flat = torch.cat([(gp if gp is not None else torch.zeros_like(p)).detach().reshape(-1)
+                          for p, gp in zip(params, grads, strict=True)] + [local.detach().reshape(1)])
+        flat = distributed.all_reduce_sum(flat)  # (P + 1,)
+        out: list[torch.Tensor | None] = []
+        offset = 0
+        for p, gp in zip(params, grads, strict=True):
+            out.append(None if gp is None else flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return flat[-1], out
+
     def _diverged(self, m: _Monitor, m0: _Monitor) -> str | None:
         f = self.config.divergence_factor
         values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
@@ -228,7 +289,14 @@ class MuMis(UnlearningMethod):
         return None
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
+        """Unlearn; under torchrun (see `mumis.distributed`) every rank runs this with the same
+        seed and forget set: each global batch and its c' are drawn identically on all ranks,
+        each rank computes its part, gradients and stopping statistics are all-reduced, so all
+        ranks take the same steps and stop at the same step, as one process would."""
         cfg, k, g = self.config, ctx.num_classes, ctx.generator
+        dist_on = distributed.is_distributed()
+        if dist_on:
+            distributed.broadcast_module(model)  # identical start even if the ranks loaded differently
         x_all, y_all = ctx.forget
         n = len(y_all)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -243,6 +311,8 @@ class MuMis(UnlearningMethod):
             c_mon = (y_mon + torch.randint(1, k, y_mon.shape, generator=g).to(y_mon.device)) % k
 
         def read() -> _Monitor:
+            if dist_on:
+                return _monitor_sharded(model, x_mon, y_mon, c_mon, cfg.norm, k)
             return _monitor(model, x_mon, y_mon, c_mon, cfg.norm, k)
 
         m0 = read()
@@ -260,7 +330,7 @@ class MuMis(UnlearningMethod):
                           patience=cfg.plateau_patience)
         if (reason := stopper(m0)) is not None:
             return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
-        bar = tqdm(total=cfg.max_steps, desc=self.name, leave=False, disable=not (ctx.progress and sys.stderr.isatty()))
+        bar = tqdm(total=cfg.max_steps, desc=self.name, leave=False, disable=not (ctx.progress and sys.stderr.isatty() and distributed.is_main()))
         while step < cfg.max_steps:
             idx = next(epoch_batches, None)
             if idx is None:
@@ -268,13 +338,18 @@ class MuMis(UnlearningMethod):
                 continue
             idx = idx.to(x_all.device)
             c = y_all[idx]
-            loss = self._loss(model, x_all[idx], c, cap, k, g) * scale
+            grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...] | None = None
+            if dist_on:
+                loss, grads = self._reduced_grads(model, params, x_all[idx], c, cap, k, g, scale)
+            else:
+                loss = self._loss(model, x_all[idx], c, cap, k, g) * scale
             if not torch.isfinite(loss):
                 model.load_state_dict(good_state)
                 stop_reason = f"diverged at step {step + 1} (non-finite loss); restored weights of step {good_step}"
                 break
             opt.zero_grad(set_to_none=True)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            if grads is None:
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
             for p, gp in zip(params, grads, strict=True):
                 p.grad = gp
             opt.step()

@@ -1,0 +1,319 @@
+"""The benchmark grid: a strictly validated YAML file of datasets x models x scenarios x methods x seeds.
+
+```yaml
+name: smoke                       # optional, shown in the report
+datasets: [digits]                # registered dataset names
+data_dirs: {fashion-mnist: /path} # optional: data folder per dataset
+models: [mlp]                     # mlp, cnn, resnet18 or package.module:function
+scenarios: ["class:3", "random:0.1"]   # forget specs
+methods:                          # label -> settings (a list of names means default settings)
+  mumis: {}
+  grad_ascent: {epochs: 3}
+  mumis_v1: {method: mumis, config: configs/methods/mumis_v1.yaml, lr: 1e-4}
+seeds: [0]                        # training, method and evaluation seed
+split_seed: 0                     # seed of random: forget specs (an int, or "seed": the cell's seed)
+recipe: quick                     # training recipe of the original and retrained models
+train: {epochs: 10}               # training overrides (TrainConfig settings, model.KEY options)
+metrics: all                      # evaluation groups ("all" or a list, see mumis.evaluation)
+device: auto
+```
+
+A method entry's `method:` names the registered method (default: the label), `config:` a
+preset file (relative paths are read from the YAML file's folder, then from the working
+directory); the other keys are settings on top. Everything is checked before any work:
+unknown keys, unknown datasets, models or methods, bad settings and forget specs that do not
+resolve on their dataset are one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError, MumisError
+from ..registry import did_you_mean
+
+TOP_KEYS = ("name", "datasets", "data_dirs", "models", "scenarios", "methods", "seeds",
+            "split_seed", "recipe", "train", "metrics", "device")
+REQUIRED = ("datasets", "models", "scenarios", "methods", "seeds")
+#: Label of the retrained oracle's rows; not usable as a method label.
+REFERENCE_LABEL = "retrain"
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of the grid: its label (row name), registered name and resolved settings."""
+
+    label: str
+    method: str
+    settings: dict[str, Any]
+
+
+@dataclass
+class BenchConfig:
+    """A validated benchmark grid (see the module docstring for the YAML form)."""
+
+    datasets: list[str]
+    models: list[str]
+    scenarios: list[str]
+    methods: list[MethodEntry]
+    seeds: list[int]
+    name: str = ""
+    data_dirs: dict[str, str] = field(default_factory=dict)
+    split_seed: int | str = 0
+    recipe: str = "quick"
+    train: dict[str, Any] = field(default_factory=dict)
+    metrics: str | list[str] = "all"
+    device: str = "auto"
+
+    def split_seed_for(self, seed: int) -> int:
+        """The split seed of a cell with training seed `seed`."""
+        return int(seed) if self.split_seed == "seed" else int(self.split_seed)
+
+    def models_part(self) -> dict[str, Any]:
+        """What the cached original / retrained models depend on (checked on --resume)."""
+        return {"data_dirs": self.data_dirs, "split_seed": self.split_seed, "recipe": self.recipe,
+                "train": self.train}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "datasets": self.datasets, "data_dirs": self.data_dirs,
+            "models": self.models, "scenarios": self.scenarios,
+            "methods": [{"label": m.label, "method": m.method, "settings": m.settings} for m in self.methods],
+            "seeds": self.seeds, "split_seed": self.split_seed, "recipe": self.recipe,
+            "train": self.train, "metrics": self.metrics, "device": self.device,
+        }
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a forget spec or label: `class:3,5` -> `class-3_5`."""
+    s = text.replace(":", "-").replace(",", "_")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", s).strip("-") or "x"
+
+
+def cell_id(dataset: str, model: str, scenario: str, label: str, seed: int) -> str:
+    """The id of a cell: its record file's and run directory's name."""
+    return "__".join([slug(dataset), slug(model), slug(scenario), slug(label), f"s{int(seed)}"])
+
+
+def key_hash(obj: Any) -> str:
+    """Short stable hash of JSON-able data (what a record or a cached model was made from)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _err(path: str, msg: str) -> ConfigError:
+    return ConfigError(f"bench config {path}: {msg}")
+
+
+def _str_list(data: dict[str, Any], key: str, path: str) -> list[str]:
+    v = data[key]
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x.strip() for x in v):
+        raise _err(path, f"`{key}` must be a non-empty list of names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise _err(path, f"`{key}` lists an entry twice: {v!r}")
+    return [x.strip() for x in v]
+
+
+def _seeds(v: Any, path: str) -> list[int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    if (not isinstance(v, list) or not v
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)):
+        raise _err(path, f"`seeds` must be a non-empty list of integers >= 0, got {v!r}")
+    if len(set(v)) != len(v):
+        raise _err(path, f"`seeds` lists a seed twice: {v!r}")
+    return list(v)
+
+
+def _find_file(name: str, base: Path) -> Path:
+    p = Path(name)
+    if p.is_absolute() or not (base / p).is_file():
+        return p  # absolute, or relative to the working directory
+    return base / p
+
+
+def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
+    from ..cli.unlearn import resolve_method_settings
+
+    if isinstance(v, list):
+        if not all(isinstance(x, str) for x in v):
+            raise _err(path, f"`methods` as a list must hold method names, got {v!r}")
+        if len(set(v)) != len(v):
+            raise _err(path, f"`methods` lists a method twice: {v!r}")
+        v = {x: {} for x in v}
+    if not isinstance(v, dict) or not v:
+        raise _err(path, "`methods` must be a mapping of label -> settings (or a list of names)")
+    out = []
+    for label, entry in v.items():
+        label = str(label)
+        if not _LABEL.match(label):
+            raise _err(path, f"method label {label!r} must be letters, digits, '_', '-', '.' or '+'")
+        if label == REFERENCE_LABEL:
+            raise _err(path, f"the label {REFERENCE_LABEL!r} is the retrained oracle's row; to run the "
+                             f"`retrain` method give it another label, e.g. `retrain_method: {{method: retrain}}`")
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise _err(path, f"method {label!r}: settings must be a mapping, got {entry!r}")
+        entry = dict(entry)
+        method = entry.pop("method", None)
+        preset = entry.pop("config", None)
+        if method is not None and not isinstance(method, str):
+            raise _err(path, f"method {label!r}: `method` must be a method name, got {method!r}")
+        if preset is not None and not isinstance(preset, str):
+            raise _err(path, f"method {label!r}: `config` must be a preset file path, got {preset!r}")
+        if method is None and preset is None:
+            method = label
+        preset_path = _find_file(preset, base) if preset is not None else None
+        try:
+            name, settings = resolve_method_settings(method, preset_path, entry)
+        except MumisError as e:
+            raise _err(path, f"method {label!r}: {e}") from None
+        out.append(MethodEntry(label=label, method=name, settings=settings))
+    return out
+
+
+def _metrics(v: Any, path: str) -> str | list[str]:
+    from ..evaluation import METRIC_GROUPS
+
+    names = [v] if isinstance(v, str) else v
+    if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
+        raise _err(path, f"`metrics` must be 'all' or a list of groups, got {v!r}")
+    for m in names:
+        if m != "all" and m not in METRIC_GROUPS:
+            raise _err(path, f"unknown metric group {m!r}.{did_you_mean(m, list(METRIC_GROUPS))} "
+                             f"Choose from: all, {', '.join(METRIC_GROUPS)}")
+    if "accuracy" not in names and "all" not in names:
+        raise _err(path, "`metrics` must include 'accuracy' (the tables and gaps need it), or be 'all'")
+    return v if isinstance(v, str) else list(names)
+
+
+def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = None,
+                       check_data: bool = True) -> BenchConfig:
+    """Validate a bench config mapping strictly and resolve it.
+
+    Args:
+        data: the mapping (e.g. from YAML).
+        path: shown in error messages.
+        base: folder relative preset paths are read from (default: working directory).
+        check_data: load each dataset and resolve every scenario on it, so a forget spec that
+            names a missing class or file fails here, before any training.
+    Returns:
+        BenchConfig.
+    Raises:
+        ConfigError: anything malformed, unknown or unresolvable (one line).
+    """
+    from ..data import DATASETS, load_dataset, parse_forget_spec, resolve_manifest
+    from ..models import MODELS, is_user_factory, resolve_model_kwargs
+    from ..training import RECIPES, make_train_config, split_overrides
+    from ..utils import resolve_device
+
+    base = base if base is not None else Path.cwd()
+    if not isinstance(data, dict):
+        raise _err(path, "must be a YAML mapping with datasets, models, scenarios, methods and seeds")
+    unknown = [k for k in data if k not in TOP_KEYS]
+    if unknown:
+        k = str(unknown[0])
+        raise _err(path, f"unknown key {k!r}.{did_you_mean(k, list(TOP_KEYS))} Valid keys: {', '.join(TOP_KEYS)}")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise _err(path, f"missing {', '.join(map(repr, missing))}; a bench needs {', '.join(REQUIRED)}")
+    name = data.get("name", "") or ""
+    if not isinstance(name, str):
+        raise _err(path, f"`name` must be a string, got {name!r}")
+    datasets = _str_list(data, "datasets", path)
+    for d in datasets:
+        if d not in DATASETS:
+            raise _err(path, f"unknown dataset {d!r}.{did_you_mean(d, DATASETS.names())} "
+                             f"Choose from: {', '.join(DATASETS.names())}")
+    data_dirs = data.get("data_dirs") or {}
+    if not isinstance(data_dirs, dict) or not all(isinstance(v, str) for v in data_dirs.values()):
+        raise _err(path, "`data_dirs` must map dataset names to folders")
+    for d, folder in data_dirs.items():
+        if d not in datasets:
+            raise _err(path, f"`data_dirs` names {d!r}, which is not in `datasets`")
+        if not Path(folder).exists():
+            raise _err(path, f"data folder {folder!r} of {d!r} does not exist")
+    models = _str_list(data, "models", path)
+    for m in models:
+        if not is_user_factory(m) and m not in MODELS:
+            raise _err(path, f"unknown model {m!r}.{did_you_mean(m, MODELS.names())} "
+                             f"Choose from: {', '.join(MODELS.names())} or package.module:function")
+    scenarios = _str_list(data, "scenarios", path)
+    specs = {}
+    for s in scenarios:
+        try:
+            specs[s] = parse_forget_spec(s)
+        except MumisError as e:
+            raise _err(path, f"scenario {s!r}: {e}") from None
+    methods = _methods(data["methods"], base, path)
+    seeds = _seeds(data["seeds"], path)
+    split_seed = data.get("split_seed", 0)
+    if not (split_seed == "seed" or (isinstance(split_seed, int) and not isinstance(split_seed, bool)
+                                     and split_seed >= 0)):
+        raise _err(path, f"`split_seed` must be an integer >= 0 or 'seed', got {split_seed!r}")
+    recipe = data.get("recipe", "quick")
+    if recipe not in RECIPES:
+        raise _err(path, f"unknown recipe {recipe!r}.{did_you_mean(str(recipe), sorted(RECIPES))} "
+                         f"Choose from: {', '.join(sorted(RECIPES))}")
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise _err(path, f"`train` must be a mapping of training settings, got {train!r}")
+    train = {str(k): v for k, v in train.items()}
+    train_over, model_over = split_overrides(train)
+    for d in datasets:
+        for m in models:
+            try:
+                make_train_config(recipe, dataset=d, model="*" if is_user_factory(m) else m, overrides=train_over)
+                if model_over:
+                    resolve_model_kwargs(m, model_over)
+            except MumisError as e:
+                raise _err(path, f"`train` for {d} {m}: {e}") from None
+    metrics = _metrics(data.get("metrics", "all"), path)
+    device = data.get("device", "auto")
+    if not isinstance(device, str):
+        raise _err(path, f"`device` must be a string, got {device!r}")
+    try:
+        resolve_device(device)
+    except MumisError as e:
+        raise _err(path, str(e)) from None
+    cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
+                      seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
+                      recipe=recipe, train=train, metrics=metrics, device=device)
+    ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in scenarios
+           for e in methods for sd in seeds]
+    if len(set(ids)) != len(ids):
+        raise _err(path, "two cells get the same id (scenarios or labels that differ only in "
+                         "punctuation); rename one")
+    if check_data:
+        for d in datasets:
+            try:
+                bundle = load_dataset(d, data_dirs.get(d))
+            except MumisError as e:
+                raise _err(path, f"dataset {d!r}: {e}") from None
+            for s in scenarios:
+                for sd in sorted({cfg.split_seed_for(x) for x in seeds}):
+                    try:
+                        resolve_manifest(specs[s], bundle, seed=sd)
+                    except MumisError as e:
+                        raise _err(path, f"scenario {s!r} on {d}: {e}") from None
+    return cfg
+
+
+def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConfig:
+    """Read and validate a bench YAML file (see `parse_bench_config`)."""
+    from ..config import load_yaml
+
+    p = Path(path)
+    return parse_bench_config(load_yaml(p), path=repr(str(p)), base=p.resolve().parent, check_data=check_data)
+
+
+__all__ = ["REFERENCE_LABEL", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
+           "parse_bench_config", "slug"]

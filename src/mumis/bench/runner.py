@@ -1,0 +1,291 @@
+"""Run a benchmark grid: train (or reuse) the models, unlearn, evaluate, write one record per cell.
+
+Layout of a bench directory:
+```
+DIR/bench.json                                   the resolved grid (checked again on --resume)
+DIR/models/<dataset>/<model>/s<seed>/original-<label space>/   run directory (`mumis train`)
+DIR/models/<dataset>/<model>/s<seed>/retrain-<scenario>/       the retrained oracle
+DIR/runs/<cell-id>/                              unlearning run directory (`mumis unlearn`)
+DIR/records/<cell-id>.json                       one record per finished cell
+DIR/records/<dataset>__<model>__<scenario>__retrain__s<seed>.json   the oracle's own record
+```
+Each record is written atomically when its cell finishes, so an interrupted bench loses at most
+the cell it was running; `resume=True` skips cells whose record exists (and was made from the
+same settings) and reuses every complete model directory (`meta.json` + `model.safetensors`).
+The reference (retrained) model is evaluated once per scenario and seed, and every method of
+that scenario is compared against that one report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+from ..utils import atomic_write_json, read_json
+from .config import REFERENCE_LABEL, BenchConfig, MethodEntry, cell_id, key_hash, load_bench_config, slug
+
+RECORD_FORMAT = "mumis-bench-record/1"
+BENCH_FILE = "bench.json"
+
+
+@dataclass
+class BenchResult:
+    """What `run_bench` did."""
+
+    out: Path
+    cells: int  # cells in the grid (methods only)
+    ran: int  # cells run now
+    skipped: int  # cells whose record already existed
+    models_trained: int
+    models_reused: int
+    time_s: float
+
+
+@dataclass
+class _Cell:
+    dataset: str
+    model: str
+    scenario: str
+    seed: int
+    entry: MethodEntry
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.dataset, self.model, self.scenario, self.entry.label, self.seed)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _complete(run_dir: Path) -> bool:
+    return (run_dir / "meta.json").is_file() and (run_dir / "model.safetensors").is_file()
+
+
+def _label_space(scenario: str) -> str:
+    return "coarse" if scenario.split(":", 1)[0].strip() == "subclass" else "fine"
+
+
+def _common_key(cfg: BenchConfig, dataset: str, model: str, scenario: str, seed: int) -> dict[str, Any]:
+    return {"dataset": dataset, "data_dir": cfg.data_dirs.get(dataset), "model": model,
+            "scenario": scenario, "seed": seed, "split_seed": cfg.split_seed_for(seed),
+            "recipe": cfg.recipe, "train": cfg.train, "metrics": cfg.metrics}
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        rec = read_json(path)
+    except ValueError:
+        return None  # unreadable: redo the cell
+    return rec if isinstance(rec, dict) and rec.get("format") == RECORD_FORMAT else None
+
+
+def _check_record(path: Path, key: str) -> bool:
+    """True when a valid record with this key exists; ConfigError when one with another key does."""
+    rec = _read_record(path)
+    if rec is None:
+        return False
+    if rec.get("key") != key:
+        raise ConfigError(
+            f"record {str(path)!r} was made with other settings than the bench config now gives "
+            "for that cell; delete the record (and its run) to redo it, or use a new --out"
+        )
+    return True
+
+
+def _prepare_out(out: Path, cfg: BenchConfig, resume: bool) -> None:
+    state = {"format": "mumis-bench/1", "config": cfg.to_dict(), "models_key": key_hash(cfg.models_part())}
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not resume:
+            raise ConfigError(f"output {str(out)!r} already exists and is not empty; pass --resume to "
+                              "continue that bench, or choose another --out")
+        bench = out / BENCH_FILE
+        if not bench.is_file():
+            raise ConfigError(f"{str(out)!r} is not a bench directory (no {BENCH_FILE}); choose another --out")
+        old = read_json(bench)
+        if old.get("models_key") != state["models_key"]:
+            raise ConfigError(
+                f"{str(out)!r} was made with other training settings (recipe, train, split_seed or "
+                "data_dirs) than this config; a resumed bench must keep them: use a new --out"
+            )
+        # Debris of a killed run (staged run directories never became real ones).
+        for sub in ("models", "runs"):
+            for stale in (out / sub).rglob(".*.partial-*") if (out / sub).is_dir() else []:
+                shutil.rmtree(stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / BENCH_FILE, state)
+
+
+def run_bench(
+    config: BenchConfig | str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run every cell of a benchmark grid and write its record (see the module docstring).
+
+    Args:
+        config: a validated `BenchConfig` or the path of a bench YAML file.
+        out: the bench directory.
+        resume: continue an interrupted bench in `out`: skip finished cells and reuse models.
+        progress: show a progress bar of cells (only on a terminal).
+        log: called with one line per finished cell / trained model (None: silent).
+    Returns:
+        BenchResult with counts and the wall time.
+    Raises:
+        ConfigError: a non-empty `out` without `resume`, or a resumed `out` made with other settings.
+    """
+    cfg = config if isinstance(config, BenchConfig) else load_bench_config(config)
+    out = Path(out)
+    _prepare_out(out, cfg, resume)
+    t0 = time.perf_counter()
+    cells = [_Cell(d, m, s, sd, e) for d in cfg.datasets for m in cfg.models for sd in cfg.seeds
+             for s in cfg.scenarios for e in cfg.methods]
+    keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
+                            "method": c.entry.method, "settings": c.entry.settings}) for c in cells}
+    done = {c.id for c in cells if _check_record(out / "records" / f"{c.id}.json", keys[c.id])}
+    res = BenchResult(out=out, cells=len(cells), ran=0, skipped=len(done), models_trained=0,
+                      models_reused=0, time_s=0.0)
+    bar = None
+    if progress and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), initial=len(done), desc="bench", unit="cell", dynamic_ncols=True)
+
+    def say(line: str) -> None:
+        if log is None:
+            return
+        if bar is not None:
+            bar.write(line)
+        else:
+            log(line)
+
+    try:
+        groups: dict[tuple[str, str, int, str], list[_Cell]] = {}
+        for c in cells:
+            groups.setdefault((c.dataset, c.model, c.seed, c.scenario), []).append(c)
+        for (d, m, sd, s), group in groups.items():
+            todo = [c for c in group if c.id not in done]
+            ref_id = cell_id(d, m, s, REFERENCE_LABEL, sd)
+            ref_key = key_hash(_common_key(cfg, d, m, s, sd))
+            ref_path = out / "records" / f"{ref_id}.json"
+            if not todo and _check_record(ref_path, ref_key):
+                continue
+            _run_group(cfg, out, d, m, sd, s, todo, keys, ref_id, ref_key, res, say, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    res.time_s = time.perf_counter() - t0
+    return res
+
+
+def _ensure_model(cfg: BenchConfig, run_dir: Path, res: BenchResult, say: Callable[[str], None],
+                  **kw: Any) -> None:
+    from ..training import train_run
+
+    if _complete(run_dir):
+        res.models_reused += 1
+        return
+    t = time.perf_counter()
+    train_run(out=run_dir, recipe=cfg.recipe, overrides=dict(cfg.train), device=cfg.device,
+              overwrite=True, progress=False, **kw)
+    res.models_trained += 1
+    say(f"trained {run_dir.relative_to(run_dir.parents[3])} in {time.perf_counter() - t:.1f} s")
+
+
+def _run_group(
+    cfg: BenchConfig, out: Path, d: str, m: str, sd: int, s: str, todo: list[_Cell],
+    keys: dict[str, str], ref_id: str, ref_key: str, res: BenchResult,
+    say: Callable[[str], None], bar: Any,
+) -> None:
+    """One (dataset, model, seed, scenario): models, the reference report, then the cells."""
+    from ..checkpoint import load_checkpoint, load_run_splits
+    from ..cli.unlearn import unlearn_run
+    from ..evaluation import evaluate
+
+    space = _label_space(s)
+    split_seed = cfg.split_seed_for(sd)
+    data_dir = cfg.data_dirs.get(d)
+    base = out / "models" / slug(d) / slug(m) / f"s{sd}"
+    orig_dir, ret_dir = base / f"original-{space}", base / f"retrain-{slug(s)}"
+    common = {"dataset": d, "model": m, "seed": sd, "split_seed": split_seed, "data_dir": data_dir}
+    if todo:
+        _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
+    _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
+    retrained, _ = load_checkpoint(ret_dir)
+    splits = load_run_splits(ret_dir)
+    t = time.perf_counter()
+    reference = evaluate(retrained, splits, metrics=cfg.metrics, seed=sd)
+    ref_eval_s = time.perf_counter() - t
+    base_rec = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
+                "split_seed": split_seed, "label_space": space}
+    if _read_record(out / "records" / f"{ref_id}.json") is None:
+        train_metrics = read_json(ret_dir / "metrics.json")
+        rep = reference.to_dict()
+        atomic_write_json(out / "records" / f"{ref_id}.json", {
+            **base_rec, "cell": ref_id, "key": ref_key, "role": "reference",
+            "method": REFERENCE_LABEL, "method_name": None,
+            "settings": read_json(ret_dir / "meta.json").get("recipe"),
+            "evaluation": rep, "gap_paper": 0.0, "gap_salun": 0.0,
+            "time_s": train_metrics.get("train_time_s"), "peak_mem_mb": None, "steps": None,
+            "stop_reason": None, "eval_time_s": ref_eval_s,
+            "run_dir": str(ret_dir.relative_to(out)), "created": _now(),
+        })
+    for c in todo:
+        run_dir = out / "runs" / c.id
+        if bar is not None:
+            bar.set_postfix_str(c.id, refresh=True)
+        done = unlearn_run(checkpoint=orig_dir, forget=s, method=c.entry.method,
+                           overrides=dict(c.entry.settings), seed=sd, split_seed=split_seed,
+                           data_dir=data_dir, device=cfg.device, reference=ret_dir, out=run_dir,
+                           overwrite=True, progress=False)
+        model, _ = load_checkpoint(run_dir)
+        t = time.perf_counter()
+        rep = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd).to_dict()
+        eval_s = time.perf_counter() - t
+        r = done.result
+        atomic_write_json(out / "records" / f"{c.id}.json", {
+            **base_rec, "cell": c.id, "key": keys[c.id], "role": "method",
+            "method": c.entry.label, "method_name": c.entry.method,
+            "settings": (done.meta.get("recipe") or {}).get("config"),
+            "evaluation": rep, "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
+            "time_s": r["time_s"], "peak_mem_mb": r.get("peak_mem_mb"), "steps": r["steps"],
+            "stop_reason": r["stop_reason"], "eval_time_s": eval_s, "device": r.get("device"),
+            "uses_retain": r.get("uses_retain"), "run_dir": str(run_dir.relative_to(out)),
+            "created": _now(),
+        })
+        res.ran += 1
+        gp = rep.get("gap_paper")
+        say(f"{c.id}: gap_paper {gp:.2f}, {r['steps']} steps, {r['time_s']:.2f} s"
+            if isinstance(gp, (int, float)) else f"{c.id}: done in {r['time_s']:.2f} s")
+        if bar is not None:
+            bar.update(1)
+
+
+def read_records(out: str | Path) -> list[dict[str, Any]]:
+    """Every record of a bench directory, sorted by file name.
+
+    Raises:
+        ConfigError: `out` has no records folder or no records.
+    """
+    folder = Path(out) / "records"
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    recs = [r for r in (_read_record(f) for f in files) if r is not None]
+    if not recs:
+        raise ConfigError(f"{str(out)!r} holds no bench records (records/*.json); give the --out "
+                          "folder of `mumis bench`")
+    return recs
+
+
+__all__ = ["BENCH_FILE", "RECORD_FORMAT", "BenchResult", "read_records", "run_bench"]

@@ -1,0 +1,146 @@
+"""torchrun helpers: one process per device, gradients averaged by hand (no DDP wrapper).
+
+    torchrun --standalone --nproc_per_node=2 -m mumis unlearn --checkpoint runs/original \\
+        --forget class:3 --method mumis --out runs/mumis
+
+`init_from_env()` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT) and starts a process group: gloo on CPU, nccl when CUDA is available (each process
+then uses cuda:LOCAL_RANK). Without torchrun (WORLD_SIZE absent or 1) everything here is a
+no-op, so single-process code calls these helpers unconditionally.
+
+Why no `DistributedDataParallel`: MU-Mis differentiates input gradients (double backward) and
+takes its weight gradient with `torch.autograd.grad`, which bypasses DDP's backward hooks; the
+method also needs every rank to see the same reduced batch loss and stopping statistics. One
+explicit all-reduce of the flattened gradients (plus the loss) per step does both, and keeps
+the update bit-for-bit identical on every rank.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from .exceptions import ConfigError
+
+__all__ = ["init_from_env", "is_distributed", "is_main", "rank", "world", "barrier",
+           "all_reduce_sum", "all_reduce_max", "broadcast_module", "shard_bounds", "shutdown",
+           "launched_by_torchrun"]
+
+
+def _env_world() -> int:
+    raw = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE must be an integer, got {raw!r}; start the run with torchrun") from None
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group torchrun describes in the environment, once.
+
+    Args:
+        backend: "gloo" or "nccl"; None picks nccl when CUDA is available, gloo otherwise.
+    Returns:
+        True when running with more than one process (a group is, or already was, started).
+    Raises:
+        ConfigError: WORLD_SIZE > 1 without the rest of torchrun's environment.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    if _env_world() <= 1:
+        return False
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise ConfigError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set; start the run with torchrun")
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
+    dist.init_process_group(backend=backend)
+    return True
+
+
+def is_distributed() -> bool:
+    """True inside a started process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def is_main() -> bool:
+    """True on the process that writes files and prints (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def _device_ok(t: torch.Tensor) -> torch.Tensor:
+    # gloo reduces CPU tensors only; nccl CUDA tensors only.
+    if dist.get_backend() == "nccl" and t.device.type != "cuda":
+        return t.cuda()
+    if dist.get_backend() == "gloo" and t.device.type != "cpu":
+        return t.cpu()
+    return t
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of `t` over all ranks (the same tensor on every rank); `t` itself when single."""
+    if not is_distributed():
+        return t
+    buf = _device_ok(t.detach().clone())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf.to(t.device)
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise max of `t` over all ranks; `t` itself when single."""
+    if not is_distributed():
+        return t
+    buf = _device_ok(t.detach().clone())
+    dist.all_reduce(buf, op=dist.ReduceOp.MAX)
+    return buf.to(t.device)
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s parameters and buffers to every rank (in place)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            buf = _device_ok(t.detach().clone())
+            dist.broadcast(buf, src=src)
+            t.copy_(buf.to(t.device))
+
+
+def shard_bounds(n: int, world_size: int | None = None, rank_: int | None = None) -> tuple[int, int]:
+    """[start, stop) of this rank's contiguous part of n items (sizes differ by at most 1; may be empty)."""
+    w = world() if world_size is None else world_size
+    r = rank() if rank_ is None else rank_
+    return n * r // w, n * (r + 1) // w
+
+
+def shutdown(*, wait: bool = True) -> None:
+    """Leave the process group; `wait`: after a barrier, so no rank exits while others still
+    reduce (pass False after an error: the others may never reach the barrier)."""
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment asks for more than one process (WORLD_SIZE > 1)."""
+    return _env_world() > 1

@@ -1,0 +1,78 @@
+"""Reports of a bench directory: Markdown, CSV and LaTeX tables and a self-contained HTML page.
+
+    from mumis.reporting import write_report
+    paths = write_report("runs/bench/smoke", formats=("md", "html"))
+
+Reads only the bench's records (and, for the dynamics plots, its runs' `history.jsonl`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..exceptions import ConfigError
+from ..registry import did_you_mean
+from .tables import Table, build_tables, to_csv, to_latex, to_markdown
+
+FORMATS = ("md", "csv", "tex", "html")
+#: Format -> file name under DIR/report/.
+FILES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html": "report.html"}
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    """`"md,csv"` or a list -> the formats, checked (ConfigError with did-you-mean)."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    if not items:
+        raise ConfigError(f"no report format given; choose from {', '.join(FORMATS)}")
+    for f in items:
+        if f not in FORMATS:
+            raise ConfigError(f"unknown report format {f!r}.{did_you_mean(f, list(FORMATS))} "
+                              f"Choose from: {', '.join(FORMATS)} (comma-separated)")
+    return list(dict.fromkeys(items))
+
+
+def write_report(
+    out: str | Path, *, formats: Sequence[str] = FORMATS, precision: int = 2
+) -> dict[str, Path]:
+    """Write the report of bench directory `out` into `out/report/`.
+
+    Args:
+        out: a `mumis bench` output directory.
+        formats: any of "md", "csv", "tex", "html".
+        precision: decimals in the md, tex and html tables (CSV keeps full precision).
+    Returns:
+        format -> written file.
+    Raises:
+        ConfigError: unknown format, or `out` holds no records.
+    """
+    from ..bench.runner import BENCH_FILE, read_records
+    from ..utils import atomic_write_text, read_json
+
+    fmts = parse_formats(formats)
+    out = Path(out)
+    records = read_records(out)
+    bench = read_json(out / BENCH_FILE) if (out / BENCH_FILE).is_file() else None
+    tables = build_tables(records, bench)
+    name = ((bench or {}).get("config") or {}).get("name") or out.name
+    title = f"mumis bench: {name}"
+    written: dict[str, Path] = {}
+    for f in fmts:
+        path = out / "report" / FILES[f]
+        if f == "md":
+            text = to_markdown(tables, title=title, precision=precision)
+        elif f == "csv":
+            text = to_csv(tables)
+        elif f == "tex":
+            text = to_latex(tables, precision=precision)
+        else:
+            from .html import render_html
+
+            text = render_html(out, tables, records, title=title, precision=precision)
+        atomic_write_text(path, text)
+        written[f] = path
+    return written
+
+
+__all__ = ["FILES", "FORMATS", "Table", "build_tables", "parse_formats", "to_csv", "to_latex",
+           "to_markdown", "write_report"]

@@ -1,0 +1,224 @@
+"""Benchmark tables as in the MU-Mis paper: one per (dataset, model, scenario), mean +- std over seeds.
+
+Rows are methods, the retrained oracle first; columns are the forget, remaining and test
+accuracy (class-wise and sub-class: `test_forgotten_acc`, `test_remaining_acc`, `test_acc`;
+random and index forgetting: `forget_acc`, `retain_acc`, `test_acc`), `mia_efficacy`, the two
+Avg. Gaps and the unlearning time (training time for the oracle). Everything is read from the
+bench records (`mumis.bench.read_records`); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bench.config import REFERENCE_LABEL
+
+#: (key, header) of the accuracy columns: forget, remaining, test.
+CLASSWISE_COLUMNS = (("test_forgotten_acc", "forget acc"), ("test_remaining_acc", "remaining acc"),
+                     ("test_acc", "test acc"))
+RANDOM_COLUMNS = (("forget_acc", "forget acc"), ("retain_acc", "remaining acc"), ("test_acc", "test acc"))
+#: Columns every table has after the accuracies.
+COMMON_COLUMNS = (("mia_efficacy", "MIA-efficacy"), ("gap_paper", "gap (paper)"),
+                  ("gap_salun", "gap (SalUn)"), ("time_s", "time (s)"))
+_TOP_LEVEL = ("gap_paper", "gap_salun", "time_s")
+_TEX_PM = r" \pm "
+
+
+@dataclass
+class Stat:
+    """Mean and sample standard deviation of one column over seeds (None when no value)."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Stat:
+        xs = [float(v) for v in values
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        if not xs:
+            return cls(None, None, 0)
+        return cls(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
+
+    def text(self, precision: int = 2, pm: str = " ± ") -> str:
+        if self.mean is None:
+            return "n/a"
+        s = f"{self.mean:.{precision}f}"
+        return s + (f"{pm}{self.std:.{precision}f}" if self.std is not None else "")
+
+
+@dataclass
+class Row:
+    method: str  # the label
+    method_name: str | None  # the registered method (None for the oracle)
+    seeds: list[int]
+    values: dict[str, Stat]
+    reference: bool = False
+
+
+@dataclass
+class Table:
+    dataset: str
+    model: str
+    scenario: str
+    classwise: bool
+    columns: list[tuple[str, str]]
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} / {self.model} / {self.scenario}"
+
+
+def record_value(rec: dict[str, Any], key: str) -> Any:
+    """A column's value in one record: a metric of the evaluated model, a gap or time_s."""
+    if key in _TOP_LEVEL:
+        return rec.get(key)
+    return ((rec.get("evaluation") or {}).get("model") or {}).get(key)
+
+
+def _order(values: list[str], preferred: Sequence[str] | None) -> list[str]:
+    pref = [v for v in (preferred or []) if v in values]
+    return pref + sorted(v for v in values if v not in pref)
+
+
+def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = None) -> list[Table]:
+    """Group records into tables (dataset x model x scenario) with one row per method.
+
+    Args:
+        records: bench records (`mumis.bench.read_records`).
+        bench: the bench directory's `bench.json` (its grid gives the order of tables and rows).
+    Returns:
+        Tables in grid order; rows: the oracle first, then the methods in the config's order.
+    """
+    grid = (bench or {}).get("config") or {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["model"], r["scenario"]), []).append(r)
+    ds = _order(sorted({k[0] for k in groups}), grid.get("datasets"))
+    ms = _order(sorted({k[1] for k in groups}), grid.get("models"))
+    ss = _order(sorted({k[2] for k in groups}), grid.get("scenarios"))
+    labels = [m["label"] for m in grid.get("methods", []) if isinstance(m, dict) and "label" in m]
+    tables = []
+    for d in ds:
+        for m in ms:
+            for s in ss:
+                recs = groups.get((d, m, s))
+                if not recs:
+                    continue
+                classwise = any("test_remaining_acc" in ((r.get("evaluation") or {}).get("model") or {})
+                                for r in recs)
+                cols = list(CLASSWISE_COLUMNS if classwise else RANDOM_COLUMNS) + list(COMMON_COLUMNS)
+                table = Table(dataset=d, model=m, scenario=s, classwise=classwise, columns=cols)
+                by_method: dict[str, list[dict[str, Any]]] = {}
+                for r in recs:
+                    by_method.setdefault(r["method"], []).append(r)
+                names = [n for n in by_method if n != REFERENCE_LABEL]
+                order = ([REFERENCE_LABEL] if REFERENCE_LABEL in by_method else []) + _order(names, labels)
+                for name in order:
+                    rs = sorted(by_method[name], key=lambda r: r.get("seed", 0))
+                    table.rows.append(Row(
+                        method=name, method_name=rs[0].get("method_name"),
+                        seeds=[int(r.get("seed", 0)) for r in rs],
+                        values={k: Stat.of([record_value(r, k) for r in rs]) for k, _ in cols},
+                        reference=rs[0].get("role") == "reference",
+                    ))
+                tables.append(table)
+    return tables
+
+
+def _header(table: Table) -> list[str]:
+    return ["method"] + [f"{label} ({key})" for key, label in table.columns]
+
+
+def _seeds_note(table: Table) -> str:
+    n = max((len(r.seeds) for r in table.rows), default=0)
+    return f"mean ± std over {n} seeds" if n > 1 else "1 seed"
+
+
+def _md_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def to_markdown(tables: list[Table], *, title: str = "", precision: int = 2) -> str:
+    """All tables as Markdown, each under a `###` heading."""
+    out = [f"# {title}", ""] if title else []
+    for t in tables:
+        head = _header(t)
+        out += [f"### {t.title} ({_seeds_note(t)})", "", _md_line(head),
+                "|" + "|".join("---" for _ in head) + "|"]
+        out += [_md_line([r.method] + [r.values[k].text(precision) for k, _ in t.columns]) for r in t.rows]
+        out.append("")
+    out.append(NOTES)
+    return "\n".join(out) + "\n"
+
+
+NOTES = ("Accuracies in %. Class-wise / sub-class tables: forget acc = test_forgotten_acc, remaining "
+         "acc = test_remaining_acc; random tables: forget acc = forget_acc, remaining acc = retain_acc. "
+         "MIA-efficacy: SalUn's, higher = more forgotten (target: the retrain row). gap (paper) / gap "
+         "(SalUn): mean |difference to retrain| (MU-Mis paper / SalUn conventions). time (s): "
+         "unlearning time; for retrain its training time.")
+
+
+def to_csv(tables: list[Table]) -> str:
+    """Long CSV: one row per (dataset, model, scenario, method), `KEY_mean` and `KEY_std` columns.
+
+    Column sets differ between class-wise and random tables, so every metric key of either
+    appears (empty where a table does not use it).
+    """
+    keys: list[str] = []
+    for t in tables:
+        keys += [k for k, _ in t.columns if k not in keys]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "model", "scenario", "method", "method_name", "n_seeds", "seeds"]
+               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+    for t in tables:
+        for r in t.rows:
+            cells: list[Any] = [t.dataset, t.model, t.scenario, r.method, r.method_name or "",
+                                len(r.seeds), " ".join(map(str, r.seeds))]
+            for k in keys:
+                st = r.values.get(k)
+                cells += ["" if st is None or st.mean is None else repr(st.mean),
+                          "" if st is None or st.std is None else repr(st.std)]
+            w.writerow(cells)
+    return buf.getvalue()
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
+                 ("^", r"\textasciicircum{}")):
+        s = s.replace(a, b)
+    return s.replace(r"\textbackslash\{\}", r"\textbackslash{}")
+
+
+def to_latex(tables: list[Table], *, precision: int = 2) -> str:
+    """One booktabs `table` environment per table (needs \\usepackage{booktabs})."""
+    out = ["% generated by `mumis report`; needs \\usepackage{booktabs}"]
+    for t in tables:
+        out += [r"\begin{table}[t]", r"\centering",
+                rf"\caption{{{_tex_escape(t.title)} ({_tex_escape(_seeds_note(t))})}}",
+                r"\begin{tabular}{l" + "r" * len(t.columns) + "}", r"\toprule",
+                " & ".join(["Method"] + [_tex_escape(label) for _, label in t.columns]) + r" \\",
+                r"\midrule"]
+        for i, r in enumerate(t.rows):
+            cells = [_tex_escape(r.method)]
+            for k, _ in t.columns:
+                st = r.values[k]
+                cells.append("n/a" if st.mean is None else "$" + st.text(precision, pm=_TEX_PM) + "$")
+            out.append(" & ".join(cells) + r" \\")
+            if r.reference and i == 0 and len(t.rows) > 1:
+                out.append(r"\midrule")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "NOTES", "RANDOM_COLUMNS", "Row", "Stat", "Table",
+           "build_tables", "record_value", "to_csv", "to_latex", "to_markdown"]
