@@ -179,11 +179,13 @@ def test_reference_with_other_split_exits_2(runs: Runs, tmp_path: Path, capsys: 
 
 def test_random_spec_uses_the_checkpoint_split_seed(runs: Runs, tmp_path: Path) -> None:
     bundle = load_dataset("digits")
-    assert unlearn(runs, tmp_path / "a", "--method", "mumis", "--set", "max_steps=1", forget="random:30") == 0
+    assert unlearn(runs, tmp_path / "a", "--method", "mumis", "--set", "max_steps=1", "--set", "target_forget_acc=90",
+                   forget="random:30") == 0
     a = read_meta(tmp_path / "a")
     assert a["split_seed"] == 7  # from the checkpoint (trained with --split-seed 7)
     assert a["manifest"]["hash"] == resolve_manifest("random:30", bundle, seed=7).hash
-    assert unlearn(runs, tmp_path / "b", "--method", "mumis", "--set", "max_steps=1", "--split-seed", "1",
+    assert unlearn(runs, tmp_path / "b", "--method", "mumis", "--set", "max_steps=1", "--set", "target_forget_acc=90",
+                   "--split-seed", "1",
                    forget="random:30") == 0
     b = read_meta(tmp_path / "b")
     assert b["split_seed"] == 1 and b["manifest"]["forget"] != a["manifest"]["forget"]

@@ -185,3 +185,16 @@ def test_forget_accuracy_plateau_stops_the_run():
     assert _first_stop("forget_acc", readings, patience=3) == 5  # readings 3, 4, 5 bring no new low
     assert _first_stop("forget_acc", readings[:5] + [_m(acc=1.0)] * 4, patience=3) == 8  # new low at 5
     assert _first_stop("forget_acc", readings, patience=0) is None
+
+
+def test_random_subset_needs_an_explicit_target():
+    """A default target of 0 % on a random subset would unlearn far too much: refuse it."""
+    original, _, _ = trained_digits_case("mlp", "class:3", 0)
+    from mumis.data import load_dataset, make_splits, resolve_manifest
+
+    bundle = load_dataset("digits")
+    splits = make_splits(bundle, resolve_manifest("random:0.1", bundle, seed=0))
+    with pytest.raises(ConfigError, match="target_forget_acc"):
+        mumis.unlearn(original, splits.forget, device="cpu")
+    res = mumis.unlearn(original, splits.forget, device="cpu", target_forget_acc=97.0)
+    assert res.stop_reason.startswith("forget accuracy") and res.steps > 0

@@ -1,0 +1,197 @@
+"""`mumis bench` in-process: the smoke preset end to end, interruption and --resume, strict configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import mumis.cli.unlearn as cli_unlearn
+from mumis.bench import cell_id, load_bench_config
+from mumis.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "configs" / "bench" / "smoke.yaml"
+RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json"}
+RECORD_KEYS = {"dataset", "model", "scenario", "method", "seed", "settings", "evaluation", "gap_paper",
+               "gap_salun", "time_s", "peak_mem_mb", "steps", "stop_reason", "cell", "key", "role"}
+
+#: A fast test-only grid: one random scenario, two methods, few training epochs.
+TINY: dict[str, Any] = {
+    "datasets": ["digits"], "models": ["mlp"], "scenarios": ["random:0.1"],
+    "methods": {"grad_ascent": {"epochs": 1},
+                "mumis": {"max_steps": 10, "by_kind": {"random": {"max_steps": 5, "target_forget_acc": 90.0}, "class": {"max_steps": 7}}}},
+    "seeds": [0], "train": {"epochs": 3}, "metrics": ["accuracy", "mia_efficacy"], "device": "cpu",
+}
+
+
+def _write(tmp_path: Path, cfg: dict[str, Any], name: str = "bench.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+def _records(out: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
+
+
+def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "smoke"
+    assert main(["-q", "bench", "--config", str(SMOKE), "--out", str(out)]) == 0
+    assert "8 cells run, 0 already done, of 8" in capsys.readouterr().out
+    cfg = yaml.safe_load(SMOKE.read_text())
+    assert cfg["datasets"] == ["digits"] and cfg["scenarios"] == ["class:3", "random:0.1"]
+    recs = _records(out)
+    methods = [r for r in recs.values() if r["role"] == "method"]
+    refs = [r for r in recs.values() if r["role"] == "reference"]
+    assert len(methods) == 8 and len(refs) == 2
+    assert {(r["scenario"], r["method"]) for r in methods} == {
+        (s, m) for s in ("class:3", "random:0.1") for m in ("mumis", "grad_ascent", "finetune", "random_label")}
+    for r in methods:
+        assert RECORD_KEYS <= set(r), r["cell"]
+        ev = r["evaluation"]
+        assert {"model", "reference", "diff", "gap_paper", "gap_salun"} <= set(ev)
+        assert r["gap_paper"] == ev["gap_paper"] is not None and r["gap_salun"] is not None
+        assert {"mia_efficacy", "mia_entropy", "mia_loss_auc", "kl_to_retrain"} <= set(ev["model"])
+        assert ("test_remaining_acc" in ev["model"]) == (r["scenario"] == "class:3")
+        assert r["time_s"] > 0 and r["steps"] >= 1 and r["stop_reason"]
+        assert r["uses_retain"] == (r["method"] == "finetune")  # forget-only methods never see retain
+        assert set(p.name for p in (out / r["run_dir"]).iterdir()) >= RUN_FILES
+        # the oracle report is the one every cell of the scenario was compared with
+        ref = next(x for x in refs if x["scenario"] == r["scenario"])
+        assert ev["reference"]["test_acc"] == ref["evaluation"]["model"]["test_acc"]
+    models = out / "models" / "digits" / "mlp" / "s0"
+    assert sorted(p.name for p in models.iterdir()) == ["original-fine", "retrain-class-3", "retrain-random-0.1"]
+    assert (out / "bench.json").is_file()
+
+    assert main(["-q", "report", str(out)]) == 0
+    report = out / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["report.html", "tables.csv", "tables.md", "tables.tex"]
+    md = (report / "tables.md").read_text()
+    assert "### digits / mlp / class:3" in md and "### digits / mlp / random:0.1" in md
+    rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
+    assert rows[:6] == ["method", "retrain", "mumis", "grad_ascent", "finetune", "random_label"]
+    # one seed: each cell is the record's own value
+    for line in md.splitlines()[:12]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in ("mumis", "finetune"):
+            rec = recs[f"digits__mlp__class-3__{cells[0]}__s0"]
+            model = rec["evaluation"]["model"]
+            assert cells[1:4] == [f"{model[k]:.2f}" for k in ("test_forgotten_acc", "test_remaining_acc", "test_acc")]
+            assert cells[4:8] == [f"{v:.2f}" for v in (model["mia_efficacy"], rec["gap_paper"], rec["gap_salun"],
+                                                        rec["time_s"])]
+
+
+def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path = _write(tmp_path, TINY)
+    out = tmp_path / "out"
+    real = cli_unlearn.unlearn_run
+    calls: list[str] = []
+
+    def interrupted(**kw: Any) -> Any:
+        calls.append(Path(kw["out"]).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second cell
+        return real(**kw)
+
+    monkeypatch.setattr(cli_unlearn, "unlearn_run", interrupted)
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out)]) == 130
+    first = _records(out)
+    assert sorted(r["method"] for r in first.values()) == ["grad_ascent", "retrain"]
+    assert not list((out / "runs").glob("*mumis*"))  # no half-written run directory
+    (out / "runs" / ".stale.partial-x").mkdir()  # debris of a killed run
+
+    # without --resume a non-empty --out is refused
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    weights = out / "models" / "digits" / "mlp" / "s0" / "original-fine" / "model.safetensors"
+    w_mtime = weights.stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(cli_unlearn, "unlearn_run", lambda **kw: calls.append(Path(kw["out"]).name) or real(**kw))
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out), "--resume"]) == 0
+    assert "1 cells run, 1 already done, of 2; models: 0 trained" in capsys.readouterr().out
+    assert calls == ["digits__mlp__random-0.1__mumis__s0"]
+    assert not (out / "runs" / ".stale.partial-x").exists()
+    second = _records(out)
+    assert len(second) == 3 and all(second[k] == v for k, v in first.items())
+    mumis = second["digits__mlp__random-0.1__mumis__s0"]
+    assert mumis["settings"]["max_steps"] == 5 and mumis["steps"] <= 5  # by_kind: random
+
+    # delete one record: only that cell is redone, with the same numbers; the rest is untouched
+    ga = "digits__mlp__random-0.1__grad_ascent__s0"
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "records").glob("*.json")}
+    (out / "records" / f"{ga}.json").unlink()
+    calls.clear()
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out), "--resume"]) == 0
+    assert calls == [ga]
+    assert weights.stat().st_mtime_ns == w_mtime  # cached models reused
+    third = _records(out)
+    for p in (out / "records").glob("*.json"):
+        if p.stem != ga:
+            assert (p.read_bytes(), p.stat().st_mtime_ns) == files[p.name]
+    assert third[ga]["evaluation"]["model"] == second[ga]["evaluation"]["model"]  # deterministic on CPU
+    assert third[ga]["steps"] == second[ga]["steps"]
+
+    # a resumed bench must not silently mix settings
+    changed = {**TINY, "methods": {"grad_ascent": {"epochs": 2}, "mumis": {"max_steps": 10}}}
+    assert main(["-q", "bench", "--config", str(_write(tmp_path, changed, "c.yaml")), "--out", str(out),
+                 "--resume"]) == 2
+    assert "made with other settings" in capsys.readouterr().err
+    saved = json.loads((out / "bench.json").read_text())["config"]["methods"]
+    assert saved[0]["settings"] == {"epochs": 1}  # a refused resume leaves bench.json alone
+    retrain = {**TINY, "train": {"epochs": 4}}
+    assert main(["-q", "bench", "--config", str(_write(tmp_path, retrain, "t.yaml")), "--out", str(out),
+                 "--resume"]) == 2
+    assert "other training settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"bogus": 1}, "unknown key 'bogus'"),
+    ({"method": {}}, "unknown key 'method'. Did you mean 'methods'?"),
+    ({"datasets": ["digitz"]}, "unknown dataset 'digitz'. Did you mean 'digits'?"),
+    ({"models": ["mlpp"]}, "unknown model 'mlpp'"),
+    ({"methods": {"mumsi": {}}}, "unknown method 'mumsi'"),
+    ({"methods": {"mumis": {"lrr": 1}}}, "unknown setting 'lrr'"),
+    ({"methods": {"retrain": {}}}, "the retrained oracle's row"),
+    ({"methods": {"mumis": {"by_kind": {"randm": {}}}}}, "unknown scenario kind 'randm' in `by_kind`. Did you mean 'random'?"),
+    ({"methods": {"mumis": {"by_kind": {"class": {"lrr": 1}}}}}, "(by_kind class): unknown setting 'lrr'"),
+    ({"methods": {"x": {"method": "mumis", "config": "nope.yaml"}}}, "not found"),
+    ({"scenarios": ["klass:3"]}, "unknown forget spec kind 'klass'"),
+    ({"scenarios": ["class:12"]}, "class:12"),
+    ({"scenarios": ["random:1.5"]}, "strictly between 0 and 1"),
+    ({"seeds": [0, 0]}, "`seeds` lists a seed twice"),
+    ({"seeds": "a"}, "`seeds` must be"),
+    ({"train": {"epochz": 3}}, "unknown setting 'epochz'"),
+    ({"recipe": "fast"}, "unknown recipe 'fast'"),
+    ({"metrics": ["mia"]}, "must include 'accuracy'"),
+    ({"metrics": "everything"}, "unknown metric group 'everything'"),
+    ({"split_seed": -1}, "`split_seed`"),
+    ({"datasets": None}, "`datasets` must be a non-empty list"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       change: dict[str, Any], message: str) -> None:
+    cfg = {**TINY, **change}
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(_write(tmp_path, cfg)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()  # validated before any work
+
+
+def test_missing_keys_and_presets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = {k: v for k, v in TINY.items() if k != "seeds"}
+    assert main(["bench", "--config", str(_write(tmp_path, partial)), "--out", str(tmp_path / "o")]) == 2
+    assert "missing 'seeds'" in capsys.readouterr().err
+    # a preset file (relative to the YAML's folder, or the working directory) + settings on top
+    (tmp_path / "mine.yaml").write_text((ROOT / "configs" / "methods" / "mumis.yaml").read_text())
+    cfg = {**TINY, "methods": {"v1": {"config": "mine.yaml", "lr": 5e-5}, "ga": {"method": "grad_ascent"}}}
+    bench = load_bench_config(_write(tmp_path, cfg), check_data=False)
+    v1, ga = bench.methods
+    assert (v1.label, v1.method, v1.settings["lr"], v1.settings["stop"]) == ("v1", "mumis", 5e-5, "forget_acc")
+    assert (ga.label, ga.method, ga.settings) == ("ga", "grad_ascent", {})
+    assert cell_id("digits", "mlp", "class:3,5", "mumis", 0) == "digits__mlp__class-3_5__mumis__s0"
