@@ -9,7 +9,8 @@ scenarios: ["class:3", "random:0.1"]   # forget specs
 methods:                          # label -> settings (a list of names means default settings)
   mumis: {}
   grad_ascent: {epochs: 3}
-  mumis_v1: {method: mumis, config: configs/methods/mumis_v1.yaml, lr: 1e-4}
+  mumis_v1: {method: mumis, config: configs/methods/mumis.yaml, lr: 1e-4,
+             by_kind: {random: {stop: published}}}   # settings for one kind of scenario only
 seeds: [0]                        # training, method and evaluation seed
 split_seed: 0                     # seed of random: forget specs (an int, or "seed": the cell's seed)
 recipe: quick                     # training recipe of the original and retrained models
@@ -20,7 +21,8 @@ device: auto
 
 A method entry's `method:` names the registered method (default: the label), `config:` a
 preset file (relative paths are read from the YAML file's folder, then from the working
-directory); the other keys are settings on top. Everything is checked before any work:
+directory), `by_kind:` settings for one kind of scenario (`class`, `subclass`, `random`,
+`indices`) on top of the others; the other keys are settings on top of the preset. Everything is checked before any work:
 unknown keys, unknown datasets, models or methods, bad settings and forget specs that do not
 resolve on their dataset are one `ConfigError`.
 """
@@ -40,6 +42,7 @@ from ..registry import did_you_mean
 TOP_KEYS = ("name", "datasets", "data_dirs", "models", "scenarios", "methods", "seeds",
             "split_seed", "recipe", "train", "metrics", "device")
 REQUIRED = ("datasets", "models", "scenarios", "methods", "seeds")
+SCENARIO_KINDS = ("class", "subclass", "random", "indices")
 #: Label of the retrained oracle's rows; not usable as a method label.
 REFERENCE_LABEL = "retrain"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -52,6 +55,11 @@ class MethodEntry:
     label: str
     method: str
     settings: dict[str, Any]
+    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def settings_for(self, kind: str) -> dict[str, Any]:
+        """The settings of this method in a scenario of `kind` (class, subclass, random, indices)."""
+        return {**self.settings, **self.by_kind.get(kind, {})}
 
 
 @dataclass
@@ -84,7 +92,8 @@ class BenchConfig:
         return {
             "name": self.name, "datasets": self.datasets, "data_dirs": self.data_dirs,
             "models": self.models, "scenarios": self.scenarios,
-            "methods": [{"label": m.label, "method": m.method, "settings": m.settings} for m in self.methods],
+            "methods": [{"label": m.label, "method": m.method, "settings": m.settings, "by_kind": m.by_kind}
+                        for m in self.methods],
             "seeds": self.seeds, "split_seed": self.split_seed, "recipe": self.recipe,
             "train": self.train, "metrics": self.metrics, "device": self.device,
         }
@@ -165,6 +174,7 @@ def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
         entry = dict(entry)
         method = entry.pop("method", None)
         preset = entry.pop("config", None)
+        by_kind = entry.pop("by_kind", None) or {}
         if method is not None and not isinstance(method, str):
             raise _err(path, f"method {label!r}: `method` must be a method name, got {method!r}")
         if preset is not None and not isinstance(preset, str):
@@ -176,7 +186,21 @@ def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
             name, settings = resolve_method_settings(method, preset_path, entry)
         except MumisError as e:
             raise _err(path, f"method {label!r}: {e}") from None
-        out.append(MethodEntry(label=label, method=name, settings=settings))
+        if not isinstance(by_kind, dict):
+            raise _err(path, f"method {label!r}: `by_kind` must map scenario kinds to settings, got {by_kind!r}")
+        for kind, over in by_kind.items():
+            if kind not in SCENARIO_KINDS:
+                raise _err(path, f"method {label!r}: unknown scenario kind {kind!r} in `by_kind`."
+                                 f"{did_you_mean(str(kind), list(SCENARIO_KINDS))} Choose from: "
+                                 f"{', '.join(SCENARIO_KINDS)}")
+            if not isinstance(over, dict):
+                raise _err(path, f"method {label!r}: `by_kind: {kind}` must be a mapping of settings")
+            try:
+                resolve_method_settings(name, None, {**settings, **over})
+            except MumisError as e:
+                raise _err(path, f"method {label!r} (by_kind {kind}): {e}") from None
+        out.append(MethodEntry(label=label, method=name, settings=settings,
+                               by_kind={str(k): dict(v) for k, v in by_kind.items()}))
     return out
 
 
@@ -315,5 +339,5 @@ def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConf
     return parse_bench_config(load_yaml(p), path=repr(str(p)), base=p.resolve().parent, check_data=check_data)
 
 
-__all__ = ["REFERENCE_LABEL", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
+__all__ = ["REFERENCE_LABEL", "SCENARIO_KINDS", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
            "parse_bench_config", "slug"]

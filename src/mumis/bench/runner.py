@@ -69,8 +69,12 @@ def _complete(run_dir: Path) -> bool:
     return (run_dir / "meta.json").is_file() and (run_dir / "model.safetensors").is_file()
 
 
+def _kind(scenario: str) -> str:
+    return scenario.split(":", 1)[0].strip()
+
+
 def _label_space(scenario: str) -> str:
-    return "coarse" if scenario.split(":", 1)[0].strip() == "subclass" else "fine"
+    return "coarse" if _kind(scenario) == "subclass" else "fine"
 
 
 def _common_key(cfg: BenchConfig, dataset: str, model: str, scenario: str, seed: int) -> dict[str, Any]:
@@ -102,7 +106,9 @@ def _check_record(path: Path, key: str) -> bool:
     return True
 
 
-def _prepare_out(out: Path, cfg: BenchConfig, resume: bool) -> None:
+def _prepare_out(out: Path, cfg: BenchConfig, resume: bool) -> dict[str, Any]:
+    """Check `out` (and on resume that it was made with the same training settings); return
+    the bench.json content to write once every existing record has been checked too."""
     state = {"format": "mumis-bench/1", "config": cfg.to_dict(), "models_key": key_hash(cfg.models_part())}
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not resume:
@@ -121,8 +127,7 @@ def _prepare_out(out: Path, cfg: BenchConfig, resume: bool) -> None:
         for sub in ("models", "runs"):
             for stale in (out / sub).rglob(".*.partial-*") if (out / sub).is_dir() else []:
                 shutil.rmtree(stale, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / BENCH_FILE, state)
+    return state
 
 
 def run_bench(
@@ -148,13 +153,16 @@ def run_bench(
     """
     cfg = config if isinstance(config, BenchConfig) else load_bench_config(config)
     out = Path(out)
-    _prepare_out(out, cfg, resume)
+    state = _prepare_out(out, cfg, resume)
     t0 = time.perf_counter()
     cells = [_Cell(d, m, s, sd, e) for d in cfg.datasets for m in cfg.models for sd in cfg.seeds
              for s in cfg.scenarios for e in cfg.methods]
     keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
-                            "method": c.entry.method, "settings": c.entry.settings}) for c in cells}
+                            "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario))})
+            for c in cells}
     done = {c.id for c in cells if _check_record(out / "records" / f"{c.id}.json", keys[c.id])}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / BENCH_FILE, state)
     res = BenchResult(out=out, cells=len(cells), ran=0, skipped=len(done), models_trained=0,
                       models_reused=0, time_s=0.0)
     bar = None
@@ -167,7 +175,7 @@ def run_bench(
         if log is None:
             return
         if bar is not None:
-            bar.write(line)
+            bar.write(line, file=sys.stderr)
         else:
             log(line)
 
@@ -223,14 +231,14 @@ def _run_group(
     if todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
-    retrained, _ = load_checkpoint(ret_dir)
+    retrained, _ = load_checkpoint(ret_dir, device=cfg.device)  # evaluated where it would run
     splits = load_run_splits(ret_dir)
     t = time.perf_counter()
     reference = evaluate(retrained, splits, metrics=cfg.metrics, seed=sd)
     ref_eval_s = time.perf_counter() - t
     base_rec = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
                 "split_seed": split_seed, "label_space": space}
-    if _read_record(out / "records" / f"{ref_id}.json") is None:
+    if not _check_record(out / "records" / f"{ref_id}.json", ref_key):
         train_metrics = read_json(ret_dir / "metrics.json")
         rep = reference.to_dict()
         atomic_write_json(out / "records" / f"{ref_id}.json", {
@@ -247,10 +255,10 @@ def _run_group(
         if bar is not None:
             bar.set_postfix_str(c.id, refresh=True)
         done = unlearn_run(checkpoint=orig_dir, forget=s, method=c.entry.method,
-                           overrides=dict(c.entry.settings), seed=sd, split_seed=split_seed,
+                           overrides=c.entry.settings_for(_kind(s)), seed=sd, split_seed=split_seed,
                            data_dir=data_dir, device=cfg.device, reference=ret_dir, out=run_dir,
                            overwrite=True, progress=False)
-        model, _ = load_checkpoint(run_dir)
+        model, _ = load_checkpoint(run_dir, device=cfg.device)
         t = time.perf_counter()
         rep = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd).to_dict()
         eval_s = time.perf_counter() - t

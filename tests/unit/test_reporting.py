@@ -1,0 +1,178 @@
+"""`mumis.reporting` on hand-made bench records: table layout, means and stds, every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mumis.cli import main
+from mumis.reporting import FILES, build_tables, parse_formats, to_csv, to_latex, to_markdown, write_report
+from mumis.reporting.tables import Stat
+from mumis.utils import atomic_write_json
+
+CLASSWISE = {"test_forgotten_acc": 0.0, "test_remaining_acc": 98.0, "test_acc": 88.0, "mia_efficacy": 100.0,
+             "forget_acc": 0.0, "retain_acc": 99.0}
+RANDOM = {"forget_acc": 97.0, "retain_acc": 99.5, "test_acc": 98.0, "mia_efficacy": 6.0}
+
+
+def _record(scenario: str, method: str, seed: int, shift: float, *, name: str | None = None) -> dict[str, Any]:
+    base = CLASSWISE if scenario.startswith("class") else RANDOM
+    ref = method == "retrain"
+    model = {k: v + shift for k, v in base.items()}
+    cid = f"digits__mlp__{scenario.replace(':', '-')}__{method}__s{seed}"
+    return {
+        "format": "mumis-bench-record/1", "cell": cid, "dataset": "digits", "model": "mlp",
+        "scenario": scenario, "seed": seed, "role": "reference" if ref else "method", "method": method,
+        "method_name": None if ref else (name or method),
+        "evaluation": {"model": model, **({} if ref else {"reference": dict(base)})},
+        "gap_paper": 0.0 if ref else 1.0 + shift, "gap_salun": 0.0 if ref else 2.0 + shift,
+        "time_s": 0.5 + seed, "steps": None if ref else 10 + seed, "run_dir": f"runs/{cid}",
+    }
+
+
+@pytest.fixture()
+def bench_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "bench"
+    methods = [("grad_ascent", None), ("mumis", "mumis")]
+    recs = []
+    for scenario in ("class:3", "random:0.1"):
+        for seed, shift in ((0, 0.0), (1, 1.5), (2, 4.0)):
+            recs.append(_record(scenario, "retrain", seed, 0.0))
+            for i, (label, name) in enumerate(methods):
+                recs.append(_record(scenario, label, seed, shift * (i + 1), name=name))
+    for r in recs:
+        atomic_write_json(out / "records" / f"{r['cell']}.json", r)
+        if r["method_name"] == "mumis":
+            hist = [{"step": s, "forget_acc": 100.0 - 10 * s, "s_target": 5.0 - 0.3 * s, "s_irrelevant": 4.0 + 0.1 * s}
+                    for s in range(0, r["steps"] + 1, 2)]
+            (out / r["run_dir"]).mkdir(parents=True)
+            (out / r["run_dir"] / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+    # the grid's order: mumis before grad_ascent, random before class
+    atomic_write_json(out / "bench.json", {"config": {
+        "name": "unit", "datasets": ["digits"], "models": ["mlp"], "scenarios": ["random:0.1", "class:3"],
+        "methods": [{"label": "mumis"}, {"label": "grad_ascent"}]}})
+    return out
+
+
+def _records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+
+
+def test_stat_mean_std_and_missing_values() -> None:
+    s = Stat.of([1.0, 2.0, None, float("nan"), 4.0])
+    assert s.n == 3 and s.mean == pytest.approx(7 / 3) and s.std == pytest.approx(statistics.stdev([1, 2, 4]))
+    assert s.text(1) == f"2.3 ± {statistics.stdev([1, 2, 4]):.1f}"
+    assert Stat.of([5.0]).text() == "5.00"  # one seed: no std
+    assert Stat.of([None]).text() == "n/a"
+
+
+def test_tables_order_columns_and_means(bench_dir: Path) -> None:
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    tables = build_tables(_records(bench_dir), bench)
+    assert [t.scenario for t in tables] == ["random:0.1", "class:3"]
+    rnd, cls = tables
+    assert [r.method for r in rnd.rows] == ["retrain", "mumis", "grad_ascent"]
+    assert rnd.rows[0].reference and not rnd.rows[1].reference
+    assert [k for k, _ in cls.columns][:3] == ["test_forgotten_acc", "test_remaining_acc", "test_acc"]
+    assert [k for k, _ in rnd.columns][:3] == ["forget_acc", "retain_acc", "test_acc"]
+    assert [k for k, _ in rnd.columns][3:] == ["mia_efficacy", "gap_paper", "gap_salun", "time_s"]
+    mumis = cls.rows[1]
+    assert mumis.seeds == [0, 1, 2]
+    shifts = [0.0, 3.0, 8.0]  # mumis is the second method: shift x 2
+    assert mumis.values["test_remaining_acc"].mean == pytest.approx(98.0 + statistics.fmean(shifts))
+    assert mumis.values["gap_paper"].std == pytest.approx(statistics.stdev(shifts))
+    assert mumis.values["time_s"].mean == pytest.approx(1.5)
+    assert cls.rows[0].values["gap_paper"].mean == 0.0
+
+
+def _md_tables(text: str) -> dict[str, dict[str, list[str]]]:
+    """heading -> method -> cells, from the Markdown tables."""
+    out: dict[str, dict[str, list[str]]] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = line[4:]
+            out[current] = {}
+        elif line.startswith("| ") and current and not line.startswith("| method"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            out[current][cells[0]] = cells[1:]
+    return out
+
+
+def test_markdown_numbers_are_the_records_means(bench_dir: Path) -> None:
+    recs = _records(bench_dir)
+    tables = build_tables(recs)
+    md = _md_tables(to_markdown(tables))
+    for t in tables:
+        (heading,) = [h for h in md if h.startswith(t.title)]
+        assert "mean ± std over 3 seeds" in heading
+        for method, cells in md[heading].items():
+            mine = [r for r in recs if r["scenario"] == t.scenario and r["method"] == method]
+            assert len(mine) == 3
+            for (key, _), cell in zip(t.columns, cells, strict=True):
+                vals = [r[key] if key in ("gap_paper", "gap_salun", "time_s") else r["evaluation"]["model"][key]
+                        for r in mine]
+                mean = cell.split(" ± ")[0]
+                assert float(mean) == pytest.approx(round(statistics.fmean(vals), 2), abs=1e-9), (method, key)
+                if len(set(vals)) > 1:
+                    assert float(cell.split(" ± ")[1]) == pytest.approx(round(statistics.stdev(vals), 2))
+
+
+def test_csv_and_latex(bench_dir: Path) -> None:
+    tables = build_tables(_records(bench_dir))
+    rows = list(csv.DictReader(io.StringIO(to_csv(tables))))
+    assert len(rows) == 6
+    row = next(r for r in rows if r["scenario"] == "random:0.1" and r["method"] == "grad_ascent")
+    assert float(row["forget_acc_mean"]) == pytest.approx(97.0 + statistics.fmean([0, 1.5, 4.0]))
+    assert row["n_seeds"] == "3" and row["test_forgotten_acc_mean"] == ""
+    ref = next(r for r in rows if r["method"] == "retrain")
+    assert ref["gap_paper_std"] == "0.0" and ref["method_name"] == ""
+    tex = to_latex(tables)
+    assert tex.count(r"\begin{table}") == 2 and r"grad\_ascent" in tex and r"\pm" in tex
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}")
+
+
+def test_html_has_tables_and_plots(bench_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    paths = write_report(bench_dir, formats=["html"])
+    page = paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.count("<table>") == 2
+    # a bar chart per table + one dynamics plot per table (mumis)
+    assert page.count("<img") == 4 and page.count("data:image/png;base64,") == 4
+    assert "MU-Mis dynamics" in page and "not installed" not in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_html_without_matplotlib_keeps_the_tables(bench_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    page = write_report(bench_dir, formats=["html"])["html"].read_text()
+    assert "matplotlib is not installed" in page
+    assert page.count("<table>") == 2 and "<img" not in page
+
+
+def test_cli_report_formats(bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(bench_dir), "--format", "md,csv"]) == 0
+    printed = capsys.readouterr().out
+    assert "### digits / mlp / random:0.1" in printed
+    assert sorted(p.name for p in (bench_dir / "report").iterdir()) == sorted([FILES["md"], FILES["csv"]])
+    assert main(["-q", "report", str(bench_dir)]) == 0
+    assert sorted(p.name for p in (bench_dir / "report").iterdir()) == sorted(FILES.values())
+
+
+def test_cli_report_bad_input(tmp_path: Path, bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(bench_dir), "--format", "md,pdf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown report format 'pdf'" in err and len(err.splitlines()) == 1
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "holds no bench records" in capsys.readouterr().err
+    assert parse_formats("md, html,md") == ["md", "html"]
