@@ -3,6 +3,11 @@
     torchrun --standalone --nproc_per_node=2 -m mumis unlearn --checkpoint runs/original \\
         --forget class:3 --method mumis --out runs/mumis
 
+Used by `mumis train` (`training.train_model`) and the MU-Mis methods (`MuMis.run`): every rank
+holds the full data and draws each global batch (and its random choices) from the same seed,
+then computes its contiguous part of the batch (`shard_bounds`); the per-batch index split is
+the distributed sampler, and it makes N processes equal one process on the same global batch.
+
 `init_from_env()` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT) and starts a process group: gloo on CPU, nccl when CUDA is available (each process
 then uses cuda:LOCAL_RANK). Without torchrun (WORLD_SIZE absent or 1) everything here is a
@@ -12,7 +17,9 @@ Why no `DistributedDataParallel`: MU-Mis differentiates input gradients (double 
 takes its weight gradient with `torch.autograd.grad`, which bypasses DDP's backward hooks; the
 method also needs every rank to see the same reduced batch loss and stopping statistics. One
 explicit all-reduce of the flattened gradients (plus the loss) per step does both, and keeps
-the update bit-for-bit identical on every rank.
+the update identical on every rank (training uses the same helper, `all_reduce_grads`, for
+symmetry; it gives up DDP's overlap of communication with backward, which matters little for
+the small models trained here).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from .exceptions import ConfigError
 
 __all__ = ["init_from_env", "is_distributed", "is_main", "rank", "world", "barrier",
            "all_reduce_sum", "all_reduce_max", "broadcast_module", "shard_bounds", "shutdown",
-           "launched_by_torchrun"]
+           "all_reduce_grads"]
 
 
 def _env_world() -> int:
@@ -141,6 +148,20 @@ def shutdown(*, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def launched_by_torchrun() -> bool:
-    """True when the environment asks for more than one process (WORLD_SIZE > 1)."""
-    return _env_world() > 1
+def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    """Sum every parameter's `.grad` over all ranks, in place, with one flat all-reduce.
+
+    A parameter keeps `grad=None` only if it has none on every rank (so optimizers skip it, as
+    in one process); a rank without a gradient for a parameter contributes zeros.
+    """
+    if not is_distributed() or not params:
+        return
+    ref = params[0]
+    parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1) for p in params]
+    has = torch.tensor([float(p.grad is not None) for p in params], dtype=ref.dtype, device=ref.device)
+    flat = all_reduce_sum(torch.cat([*parts, has]))  # (P + n_params,)
+    offset = 0
+    for i, p in enumerate(params):
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone() if flat[-len(params) + i] > 0 else None
+        offset += n

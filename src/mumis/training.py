@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from . import distributed
 from .config import build_config, config_to_dict
 from .exceptions import ConfigError, DataError
 from .registry import did_you_mean
@@ -310,6 +311,20 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def check_distributed_training(model: nn.Module) -> None:
+    """Refuse models whose training would differ per rank under torchrun (BatchNorm).
+
+    Raises:
+        ConfigError: the model has BatchNorm layers (batch statistics are per rank part).
+    """
+    bn = [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bn:
+        raise ConfigError(
+            f"training a model with BatchNorm ({bn[0]}, ...) under torchrun is not supported yet: "
+            "each rank would normalise with the statistics of its part of the batch; train it as one process"
+        )
+
+
 def train_model(
     model: nn.Module,
     x: torch.Tensor,
@@ -333,6 +348,11 @@ def train_model(
         progress: show a progress bar (only on a terminal).
         threads: CPU threads during training (None: torch's setting); restored afterwards.
 
+    Under torchrun (`mumis.distributed`) every rank draws the same global batches and
+    augmentation, trains on its contiguous part of each batch and the gradients are summed
+    across ranks: the same model as one process, to float tolerance (no BatchNorm, see
+    `check_distributed_training`).
+
     Returns:
         One dict per epoch: epoch, loss (mean), acc (running train accuracy in percent, on the
         augmented batches), lr (at the end of the epoch), time_s (cumulative).
@@ -346,18 +366,23 @@ def train_model(
                         f"{x.shape[0]} inputs and {y.shape[0]} labels")
     dev = resolve_device(device)
     model.to(dev)
+    dist_on = distributed.is_distributed()
+    if dist_on:  # torchrun: each rank computes its part of every global batch (see mumis.distributed)
+        check_distributed_training(model)
+        distributed.broadcast_module(model)
     x, y = x.to(dev), y.to(dev)
     n = x.shape[0]
     bs = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
     gen = make_generator(seed)  # CPU: shuffling and augmentation draws
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     images = x.ndim == 4
     history: list[dict[str, float]] = []
     bar = None
-    if _show_progress(progress):
+    if _show_progress(progress) and distributed.is_main():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="train", unit="step", leave=False, dynamic_ncols=True)
@@ -385,17 +410,28 @@ def train_model(
                     lr = lr_at(cfg, step, total, steps_per_epoch)
                     for group in opt.param_groups:
                         group["lr"] = lr
-                    logits = model(xb)  # (B, K)
-                    loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if dist_on:  # this rank's contiguous part; augmentation drawn for the whole batch
+                        lo, hi = distributed.shard_bounds(len(idx))
+                        xb, yb = xb[lo:hi], yb[lo:hi]
+                    if len(yb):
+                        logits = model(xb)  # (b, K)
+                        loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                        # weighted by this part's share: the summed gradients are the global batch mean's
+                        (loss * (len(yb) / len(idx))).backward()
+                        loss_sum += loss.detach() * len(yb)
+                        correct += (logits.detach().argmax(1) == yb).sum()
+                        seen += len(yb)
+                    if dist_on:
+                        distributed.all_reduce_grads(params)
                     opt.step()
                     step += 1
-                    loss_sum += loss.detach() * len(idx)
-                    correct += (logits.detach().argmax(1) == yb).sum()
-                    seen += len(idx)
                     if bar is not None:
                         bar.update(1)
+                if dist_on:
+                    loss_sum, correct, seen = (distributed.all_reduce_sum(loss_sum),
+                                               distributed.all_reduce_sum(correct), int(distributed.all_reduce_sum(
+                                                   torch.tensor(seen))))
                 mean_loss = float(loss_sum) / max(seen, 1)
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(
@@ -535,7 +571,12 @@ def train_run(
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     if threads is None:
         threads = choose_threads(net, x_tr, cfg.batch_size, dev)
-    with staged_run_dir(out, overwrite=overwrite) as stage:
+    if distributed.is_distributed():
+        check_distributed_training(net)  # before any work
+    # Under torchrun every rank trains (its part of each batch); only rank 0 writes `out`.
+    main = distributed.is_main()
+    staged = staged_run_dir(out, overwrite=overwrite) if main else contextlib.nullcontext(None)
+    with staged as stage:
         t0 = time.perf_counter()
         history = train_model(net, x_tr, y_tr, cfg, seed=seed, device=dev, progress=progress,
                               threads=threads)
@@ -551,6 +592,7 @@ def train_run(
             "num_train": int(len(y_tr)),
             "device": str(dev),
             "threads": threads if threads is not None else torch.get_num_threads(),
+            "world_size": distributed.world(),
         }
         if forget:
             metrics["retain_acc"] = metrics["train_acc"]
@@ -558,16 +600,18 @@ def train_run(
             if splits.test_remaining is not None and splits.test_forgotten is not None:
                 metrics["test_remaining_acc"] = accuracy(net, *splits.test_remaining, batch_size=ebs)
                 metrics["test_forgotten_acc"] = accuracy(net, *splits.test_forgotten, batch_size=ebs)
-        save_model_dir(stage, net, meta)
-        atomic_write_json(stage / "metrics.json", metrics)
-        atomic_write_text(stage / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        resolved = {
-            "dataset": dataset, "data_dir": meta["dataset"]["data_dir"], "model": model,
-            "model_kwargs": spec["kwargs"], "forget": forget, "label_space": manifest.label_space,
-            "recipe": recipe, "seed": int(seed), "split_seed": int(split_seed),
-            "device": str(dev), "train": config_to_dict(cfg),
-        }
-        atomic_write_text(stage / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        if stage is not None:
+            save_model_dir(stage, net, meta)
+            atomic_write_json(stage / "metrics.json", metrics)
+            atomic_write_text(stage / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            resolved = {
+                "dataset": dataset, "data_dir": meta["dataset"]["data_dir"], "model": model,
+                "model_kwargs": spec["kwargs"], "forget": forget, "label_space": manifest.label_space,
+                "recipe": recipe, "seed": int(seed), "split_seed": int(split_seed),
+                "device": str(dev), "train": config_to_dict(cfg),
+            }
+            atomic_write_text(stage / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    distributed.barrier()  # the run directory exists on return, on every rank
     return TrainResult(run_dir=out, model=net, meta=meta, metrics=metrics, history=history)
 
 

@@ -61,6 +61,7 @@ def test_two_processes_give_the_one_process_model(runs: dict) -> None:
     b = load_file(runs["two"] / "model.safetensors")
     assert a.keys() == b.keys()
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    print(f"max abs weight difference 1 vs 2 processes: {diff:.3g}")
     assert diff < 1e-5, f"max abs weight difference 1 vs 2 processes: {diff:.3g}"
     orig = load_file(runs["tmp"] / "orig" / "model.safetensors")
     assert max(float((a[k] - orig[k]).abs().max()) for k in a) > 1e-3  # the run did change the model
@@ -92,10 +93,9 @@ def test_run_directory_written_once(runs: dict) -> None:
 def test_verbs_without_torchrun_support_refuse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
-    rc = main(["train", "--dataset", "digits", "--model", "mlp", "--out", str(tmp_path / "x")])
+    rc = main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--forget", "class:3"])
     assert rc == 2
     assert "torchrun" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists()
 
 
 def test_shard_bounds_cover_the_batch() -> None:
@@ -108,3 +108,97 @@ def test_shard_bounds_cover_the_batch() -> None:
     assert not distributed.is_distributed() and distributed.world() == 1 and distributed.is_main()
     t = torch.ones(3)
     assert distributed.all_reduce_sum(t) is t
+
+
+# --------------------------------------------------------------------------- Python API, edge cases
+# Settings that exercise every distributed branch: Adam + all K-1 irrelevant classes, momentum +
+# odd shard sizes + the per-sample switch + the cap, the published and v1 rules stopping early,
+# and batches / a monitor subsample smaller than the number of ranks (empty shards on rank 1).
+CASES: dict[str, tuple[str, dict[str, object]]] = {
+    "adam_all": ("mumis", dict(optimizer="adam", lr=1e-3, irrelevant="all", batch_size=16, max_steps=9,
+                               stop="none", monitor_every=3, monitor_samples=40)),
+    "momentum_odd": ("mumis", dict(momentum=0.9, lr=2e-3, batch_size=15, max_steps=10, stop="none",
+                                   switch="misclassified", monitor_every=4, monitor_samples=33)),
+    "v1_full_batch": ("mumis_v1", dict(lr=1e-4, max_steps=40, delta=1.0, monitor_every=1)),
+    "empty_shards": ("mumis", dict(lr=1e-2, batch_size=1, max_steps=6, stop="none", monitor_every=2,
+                                   monitor_samples=1)),
+    # the fine-tuning baselines (epoch_loop); 40 forget samples in batches of 3 end with a batch
+    # of 1, so rank 1 has an empty part (weight 0) once per epoch
+    "grad_ascent": ("grad_ascent", dict(epochs=2, batch_size=7, lr=1e-2)),
+    "random_label": ("random_label", dict(epochs=1, batch_size=3, lr=1e-2)),
+    "neggrad_plus": ("neggrad_plus", dict(epochs=1, batch_size=9, lr=1e-2)),
+    "l1_sparse": ("l1_sparse", dict(epochs=1, batch_size=10, lr=1e-2)),
+}
+
+_SCRIPT = """
+import json, sys, torch, mumis
+from mumis import distributed
+from mumis.testing.conformance import tiny_case
+cases = json.loads(sys.argv[1])
+assert distributed.init_from_env() and distributed.world() == 2
+out = {}
+for name, (method, cfg) in cases.items():
+    case = tiny_case()
+    retain = case.retain if mumis.get_method(method).requires_retain else None
+    res = mumis.unlearn(case.model, case.forget, method=method, retain=retain, seed=0, device="cpu", **cfg)
+    out[name] = {"state": res.model.state_dict(), "steps": res.steps, "stop": res.stop_reason}
+torch.save(out, f"{sys.argv[2]}/rank{distributed.rank()}.pt")
+distributed.shutdown()
+"""
+
+
+@pytest.mark.slow  # about 12 s on 2 shared cores; the CLI test above covers the main path in CI
+def test_api_under_torchrun_matches_one_process_on_edge_cases(tmp_path: Path) -> None:
+    if not TORCHRUN.exists():
+        pytest.skip("torchrun not installed beside this python")
+    import mumis
+    from mumis.testing.conformance import tiny_case
+
+    script = tmp_path / "worker.py"
+    script.write_text(_SCRIPT)
+    done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), json.dumps(CASES),
+                           str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name, (method, cfg) in CASES.items():
+        case = tiny_case()
+        retain = case.retain if mumis.get_method(method).requires_retain else None
+        res = mumis.unlearn(case.model, case.forget, method=method, retain=retain, seed=0, device="cpu", **cfg)
+        want = res.model.state_dict()
+        for r, got in enumerate(ranks):
+            assert got[name]["steps"] == res.steps and got[name]["stop"] == res.stop_reason, (name, r)
+            diff = max(float((got[name]["state"][k] - want[k]).abs().max()) for k in want)
+            print(f"{name}, rank {r}: {res.steps} steps, max abs weight difference {diff:.3g}")
+            assert diff < 1e-5, f"{name}, rank {r}: max abs weight difference {diff:.3g}"
+        before = case.model.state_dict()
+        assert max(float((want[k] - before[k]).abs().max()) for k in want) > 1e-4, name  # it did train
+    assert 1 < ranks[0]["v1_full_batch"]["steps"] < 40  # the v1 rule stopped before max_steps on both ranks
+
+
+@pytest.mark.slow  # about 10 s on 2 shared cores
+def test_train_under_torchrun_matches_one_process(tmp_path: Path) -> None:
+    if not TORCHRUN.exists():
+        pytest.skip("torchrun not installed beside this python")
+    args = ["-q", "train", "--dataset", "digits", "--model", "mlp", "--epochs", "2"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mumis", *args,
+                           "--out", str(tmp_path / "two")], capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (done.stdout + done.stderr).count("-> ") == 1  # only rank 0 reports (and writes)
+    a = load_file(tmp_path / "one" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model.safetensors")
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert diff < 1e-5, f"max abs weight difference 1 vs 2 processes: {diff:.3g}"
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m2["world_size"] == 2 and m2["test_acc"] == pytest.approx(m1["test_acc"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+def test_training_refuses_batchnorm_under_torchrun() -> None:
+    from mumis.exceptions import ConfigError
+    from mumis.training import check_distributed_training
+
+    check_distributed_training(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    with pytest.raises(ConfigError, match="BatchNorm"):
+        check_distributed_training(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)))

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 #: Verbs that run under torchrun (one process per device); the others refuse WORLD_SIZE > 1.
-DISTRIBUTED_VERBS = ("unlearn",)
+DISTRIBUTED_VERBS = ("train", "unlearn")
 
 
 def _under_torchrun() -> bool:

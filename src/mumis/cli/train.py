@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         label_space=args.label_space, epochs=args.epochs, overrides=parse_set_args(args.sets),
         device=args.device, threads=args.threads, overwrite=args.overwrite, progress=not args.quiet,
     )
+    from .. import distributed
+
+    if not distributed.is_main():
+        return 0
     m = res.metrics
     what = f"oracle without {args.forget}" if args.forget else "original"
     extra = ""

@@ -197,14 +197,25 @@ def unlearn_run(
     name, settings = resolve_method_settings(method, config_file, overrides)
     cls = get_method(name)
     if distributed.is_distributed() and not getattr(cls, "supports_distributed", False):
+        from ..api import list_methods
+
+        able = [m for m in list_methods() if getattr(get_method(m), "supports_distributed", False)]
         raise ConfigError(f"method {name!r} does not run under torchrun yet; run it as one process "
-                          "(methods that do: mumis, mumis_published, mumis_v1)")
+                          f"(methods that do: {', '.join(able)})")
     main = distributed.is_main()
     dev = resolve_device(device)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding the data "
                         "the checkpoint was trained on")
     model, parent = load_checkpoint(checkpoint, device="cpu")
+    from ..methods.mumis import MuMis
+
+    if distributed.is_distributed() and not issubclass(cls, MuMis):
+        # the fine-tuning baselines run in train mode: BatchNorm statistics would differ per rank
+        # (MU-Mis runs in eval mode, where samples do not interact)
+        from ..training import check_distributed_training
+
+        check_distributed_training(model)
     bundle, _ = load_run_data(parent, data_dir=data_dir)
     seed_split = split_seed_of(parent) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import distributed
 from .base import RunContext, batches
 
 
@@ -53,21 +54,37 @@ def epoch_loop(
     0-based (for schedules such as l1_sparse's decaying penalty). A non-finite loss stops the
     run before that step is taken (the weights stay those of the last finite step).
 
+    Under torchrun (`mumis.distributed`) every rank draws the same global batch, calls
+    `loss_fn` on its contiguous part, weights it by the part's share, and the gradients and the
+    loss are all-reduced: the same steps as one process, to float tolerance (`loss_fn` must be a
+    mean over the batch plus terms that do not depend on it). A rank whose part is empty calls
+    `loss_fn` on one sample with weight 0, so random draws inside `loss_fn` stay in step.
+
     Returns:
         (steps, stop_reason, history): history has the start row and one row per epoch with
         the mean batch loss.
     """
     history: list[dict[str, Any]] = [{"step": 0}]
     step = 0
+    dist_on = distributed.is_distributed()
+    params = [p for group in opt.param_groups for p in group["params"]]
     for epoch in range(epochs):
         total, count = 0.0, 0
         for idx in batches(n, batch_size, ctx.generator):
-            loss = loss_fn(idx.to(ctx.device), epoch)
-            value = float(loss.detach())
+            if dist_on:
+                lo, hi = distributed.shard_bounds(len(idx))
+                part, share = (idx[lo:hi], (hi - lo) / len(idx)) if hi > lo else (idx[:1], 0.0)
+                loss = loss_fn(part.to(ctx.device), epoch) * share
+                value = float(distributed.all_reduce_sum(loss.detach().reshape(1)))
+            else:
+                loss = loss_fn(idx.to(ctx.device), epoch)
+                value = float(loss.detach())
             if not math.isfinite(value):
                 return step, f"non-finite loss at step {step + 1} (epoch {epoch + 1}); stopped before it", history
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if dist_on:
+                distributed.all_reduce_grads(params)
             opt.step()
             step += 1
             total, count = total + value, count + 1

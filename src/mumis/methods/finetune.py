@@ -41,6 +41,7 @@ class Finetune(UnlearningMethod):
     paper = "Warnecke et al., NDSS 2023, arXiv 2108.11577 (SalUn code)"
     summary = "fine-tune on the retain set with cross-entropy; catastrophic forgetting does the rest"
     Config = FinetuneConfig
+    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

@@ -45,6 +45,7 @@ class GradAscent(UnlearningMethod):
     paper = "Thudi et al., EuroS&P 2022, arXiv 2109.13398 (SalUn code)"
     summary = "gradient ascent on the forget cross-entropy; forget data only"
     Config = GradAscentConfig
+    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         cfg = self.config

@@ -57,6 +57,7 @@ class L1Sparse(UnlearningMethod):
     paper = "Jia et al., NeurIPS 2023, arXiv 2304.04934"
     summary = "fine-tune on retain with cross-entropy + a linearly decaying l1 penalty on the weights"
     Config = L1SparseConfig
+    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

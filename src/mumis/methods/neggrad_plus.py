@@ -46,6 +46,7 @@ class NegGradPlus(UnlearningMethod):
     paper = "Kurmanji et al., NeurIPS 2023, arXiv 2302.09880 (SCRUB paper)"
     summary = "descend on retain cross-entropy, ascend on forget cross-entropy (weighted by alpha)"
     Config = NegGradPlusConfig
+    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
