@@ -264,7 +264,7 @@ def forward_macs(model: nn.Module, sample: torch.Tensor) -> int:
     def hook(m: nn.Module, _inp: object, out: object) -> None:
         nonlocal total
         if isinstance(out, torch.Tensor):
-            w = m.weight  # (out, in) or (out, in/groups, *kernel)
+            w: torch.Tensor = m.weight  # type: ignore[assignment]  # (out, in) or (out, in/groups, *kernel)
             total += int(w.numel() * (out[0].numel() // w.shape[0]))
 
     modes = {m: m.training for m in model.modules()}

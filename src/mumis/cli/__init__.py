@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..exceptions import USER_ERRORS, MumisError
 
@@ -18,7 +19,7 @@ VERBS = ["demo", "train", "unlearn", "evaluate", "tune", "bench", "report", "met
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"mumis: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -36,7 +36,7 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     }
     for mod in ("numpy.core", "numpy._core"):
         allowed[f"{mod}.multiarray", "_reconstruct"] = multiarray._reconstruct
-        allowed[f"{mod}.numeric", "_frombuffer"] = numeric._frombuffer  # protocol 5 arrays
+        allowed[f"{mod}.numeric", "_frombuffer"] = numeric._frombuffer  # type: ignore[attr-defined]  # protocol 5
     return allowed
 
 

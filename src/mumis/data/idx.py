@@ -48,7 +48,7 @@ FASHION_MNIST_COARSE_CLASSES = ["tops", "bottoms-and-dresses", "footwear", "bags
 FASHION_MNIST_COARSE_OF = np.array([0, 1, 0, 1, 0, 2, 0, 2, 3, 2], dtype=np.int64)
 
 #: IDX type code -> big-endian numpy dtype
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
     0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
 }

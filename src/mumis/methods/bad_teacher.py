@@ -77,8 +77,9 @@ def random_copy(model: nn.Module, generator: torch.Generator) -> nn.Module:
             with torch.cuda.device(d):
                 torch.cuda.manual_seed(seed)
         for m in fresh.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
     return fresh
 
 

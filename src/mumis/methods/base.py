@@ -56,7 +56,7 @@ class UnlearningMethod:
     needs_double_backward: ClassVar[bool] = False  # differentiates input gradients
 
     def __init__(self, **config: Any) -> None:
-        self.config = build_config(self.Config, config, what=f"method {self.name!r}")
+        self.config: Any = build_config(self.Config, config, what=f"method {self.name!r}")
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

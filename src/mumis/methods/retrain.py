@@ -57,8 +57,9 @@ def reset_parameters(model: nn.Module, seed: int) -> int:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for m in model.modules():
-            if callable(getattr(m, "reset_parameters", None)):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
                 count += 1
     return count
 

@@ -109,7 +109,7 @@ class SSD(UnlearningMethod):
         imp_forget = fisher_diagonal(model, fx, fy, cfg.batch_size)
         hit, total = dampen(model, imp_forget, imp_full, cfg.alpha, cfg.lam)
         steps = 1 if hit else 0
-        history = [{"step": 0}, {"step": steps, "dampened": hit, "dampened_fraction": hit / max(total, 1)}]
+        history: list[dict[str, Any]] = [{"step": 0}, {"step": steps, "dampened": hit, "dampened_fraction": hit / max(total, 1)}]
         return RunOutput(steps=steps, stop_reason=f"one-shot dampening of {hit} of {total} parameters",
                          history=history, extra={"dampened": hit, "parameters": total})
 

@@ -13,7 +13,7 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -157,7 +157,7 @@ def _build_user(spec: str, kwargs: dict[str, Any], *, mean: Sequence[float],
     fn = _import_factory(spec)
     call = dict(fixed, **kwargs)
     try:
-        params = inspect.signature(fn).parameters
+        params: Mapping[str, inspect.Parameter] = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
     # Pass normalisation only to factories that ask for it by name; others get [0, 1] inputs.

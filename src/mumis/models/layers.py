@@ -22,6 +22,9 @@ class Normalize(nn.Module):
         ndim: number of dimensions of one sample (3 for (C, H, W), 1 for a feature vector).
     """
 
+    mean: torch.Tensor  # (C, 1, 1) buffers
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], *, ndim: int = 3) -> None:
         super().__init__()
         mean_t = torch.as_tensor([float(m) for m in mean], dtype=torch.float32)

@@ -217,7 +217,7 @@ def check_config_roundtrip(name: str) -> None:
     res = _run(name, tiny_case())
     text = yaml.safe_dump(res.config)
     json.dumps(res.config)
-    again = build_config(cls.Config, yaml.safe_load(text), what=name)
+    again: Any = build_config(cls.Config, yaml.safe_load(text), what=name)
     if config_to_dict(again) != res.config:
         _fail(f"{name}: the resolved config does not survive a YAML round trip")
     for k, v in fast_settings(name).items():
