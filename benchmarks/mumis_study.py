@@ -29,6 +29,8 @@ VARIANTS = {
     "cap 1.5 (default)": {},
     "cap 2": {"irrelevant_cap": 2.0},
     "cap 4": {"irrelevant_cap": 4.0},
+    "per-sample cap 0.75 x initial target term": {"cap_reference": "target", "irrelevant_cap": 0.75},
+    "per-sample cap 1 x initial target term": {"cap_reference": "target", "irrelevant_cap": 1.0},
     "cap 2 + per-sample switch": {"irrelevant_cap": 2.0, "switch": "misclassified"},
     "normalised + Adam 1e-3": {"irrelevant_cap": None, "normalise": True, "optimizer": "adam", "lr": 1e-3},
     "normalised + Adam 1e-3 + cap 2": {"irrelevant_cap": 2.0, "normalise": True, "optimizer": "adam", "lr": 1e-3},

@@ -10,8 +10,9 @@ minimised by gradient descent on the weights with the forget data only, model in
 The loss is unbounded below, so the stopping rule is part of the method.
 
 Three registered variants share this file:
-- `mumis`: our defaults (docs/mumis-study.md): the published objective with the irrelevant term
-  capped per sample, a per-sample switch, and a forget-set accuracy stop. Remaining-data-free.
+- `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
+  irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
+  (with a plateau stop). Remaining-data-free.
 - `mumis_published`: the published method as written (random c', SGD, S' growth stopping rule).
 - `mumis_v1`: the 2024 first version (full batch, stop when the mean loss decrease reaches delta).
 """
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..exceptions import ConfigError
-from ..functional import norms, other_classes, selected_logit_gradients
+from ..functional import input_sensitivity, norms, other_classes, selected_logit_gradients
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
 
 StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
@@ -54,9 +55,13 @@ class MuMisConfig:
     irrelevant: Literal["random", "all"] = _h(
         "random: one c' per sample per step (published); all: mean over the K-1 other classes", default="random")
     irrelevant_cap: float | None = _h(
-        "cap each sample's irrelevant term at this multiple of its initial mean over the monitor subsample "
-        "(None: unbounded, published)",
-        default=1.5)
+        "cap each sample's irrelevant term at this multiple of a reference (cap_reference); "
+        "None: unbounded, as published",
+        default=1.0)
+    cap_reference: Literal["mean", "target"] = _h(
+        "what irrelevant_cap multiplies: 'mean' (the initial mean irrelevant term on the monitor subsample) or "
+        "'target' (each sample's own initial target term: one extra input-gradient pass over the forget set)",
+        default="target")
     switch: Literal["none", "misclassified"] = _h(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
@@ -163,6 +168,11 @@ def _monitor_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelev
                     loss=float(sums[3]), forget_acc=100.0 * float(sums[4]), max_logit=float(top[0]))
 
 
+def _take(cap: float | torch.Tensor | None, idx: torch.Tensor) -> float | torch.Tensor | None:
+    """The batch's caps: per-sample caps are indexed, a scalar cap is shared."""
+    return cap[idx] if isinstance(cap, torch.Tensor) else cap
+
+
 class Stopper:
     """A stopping rule evaluated on successive monitor readings (the first one is step 0).
 
@@ -221,7 +231,7 @@ class MuMis(UnlearningMethod):
     needs_double_backward = True
     supports_distributed = True  # runs under torchrun (see run() and mumis.distributed)
 
-    def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | None,
+    def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | torch.Tensor | None,
               k: int, generator: torch.Generator, shard: slice | None = None) -> torch.Tensor:
         """Mean loss of a batch; one forward shared by both terms.
 
@@ -236,6 +246,7 @@ class MuMis(UnlearningMethod):
             shift = torch.randint(1, k, c.shape, generator=generator, device=generator.device)
         if shard is not None:
             x, c = x[shard], c[shard]
+            cap = cap[shard] if isinstance(cap, torch.Tensor) else cap
             shift = None if shift is None else shift[shard]
         x = x.detach().requires_grad_(True)
         logits = model(x)  # (B, K)
@@ -259,7 +270,7 @@ class MuMis(UnlearningMethod):
         return per_sample.mean()
 
     def _reduced_grads(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, c: torch.Tensor,
-                       cap: float | None, k: int, generator: torch.Generator,
+                       cap: float | torch.Tensor | None, k: int, generator: torch.Generator,
                        scale: float) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """torchrun: (global batch loss, weight gradients) equal on every rank to one process's.
 
@@ -348,8 +359,12 @@ class MuMis(UnlearningMethod):
         scale = 1.0
         if cfg.normalise:
             scale = 1.0 / max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)
-        cap = None
-        if cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
+        cap: float | torch.Tensor | None = None
+        if cfg.irrelevant_cap is not None and cfg.cap_reference == "target":  # per sample, (N,)
+            cap = cfg.irrelevant_cap * torch.cat([
+                input_sensitivity(model, x_all[i : i + 512], y_all[i : i + 512], norm=cfg.norm).detach()
+                for i in range(0, n, 512)])
+        elif cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
             cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
         history = [{"step": 0, **vars(m0)}]
         good_state, good_step = copy.deepcopy(model.state_dict()), 0
@@ -369,9 +384,9 @@ class MuMis(UnlearningMethod):
             c = y_all[idx]
             grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...] | None = None
             if dist_on:
-                loss, grads = self._reduced_grads(model, params, x_all[idx], c, cap, k, g, scale)
+                loss, grads = self._reduced_grads(model, params, x_all[idx], c, _take(cap, idx), k, g, scale)
             else:
-                loss = self._loss(model, x_all[idx], c, cap, k, g) * scale
+                loss = self._loss(model, x_all[idx], c, _take(cap, idx), k, g) * scale
             if not torch.isfinite(loss):
                 model.load_state_dict(good_state)
                 stop_reason = f"diverged at step {step + 1} (non-finite loss); restored weights of step {good_step}"
