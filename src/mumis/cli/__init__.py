@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb in VERBS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{verb}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{verb}":
-                continue  # verb not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f"{__name__}.{verb}").add_parser(sub)
     return parser
 
 
