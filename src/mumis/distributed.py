@@ -103,22 +103,22 @@ def _device_ok(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum of `t` over all ranks (the same tensor on every rank); `t` itself when single."""
+def _all_reduce(t: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
     if not is_distributed():
         return t
     buf = _device_ok(t.detach().clone())
-    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    dist.all_reduce(buf, op=op)
     return buf.to(t.device)
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of `t` over all ranks (the same tensor on every rank); `t` itself when single."""
+    return _all_reduce(t, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     """Element-wise max of `t` over all ranks; `t` itself when single."""
-    if not is_distributed():
-        return t
-    buf = _device_ok(t.detach().clone())
-    dist.all_reduce(buf, op=dist.ReduceOp.MAX)
-    return buf.to(t.device)
+    return _all_reduce(t, dist.ReduceOp.MAX)
 
 
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:

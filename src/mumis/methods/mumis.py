@@ -426,7 +426,6 @@ class MuMisPublishedConfig(MuMisConfig):
 
     irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
     stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="published")
-    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
 
 
 class MuMisPublished(MuMis):
@@ -438,13 +437,11 @@ class MuMisPublished(MuMis):
 
 
 @dataclass
-class MuMisV1Config(MuMisConfig):
+class MuMisV1Config(MuMisPublishedConfig):
     """First version (2024): full-batch gradient descent, stop on the mean loss decrease."""
 
-    irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
     batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=0)
     stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="v1")
-    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
 
 
 class MuMisV1(MuMis):
