@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,7 +33,7 @@ from .metrics.mia import (
     prediction_entropy,
     true_label_confidence,
 )
-from .metrics.sensitivity import sensitivity_diagnostics
+from .metrics.sensitivity import sensitivity_diagnostics, subsample_indices
 from .registry import did_you_mean
 from .utils import hash_arrays, to_jsonable
 
@@ -135,6 +136,24 @@ class EvaluationReport:
     # Kept for reuse as a reference and for plots; never serialised.
     forget_logits: torch.Tensor | None = field(default=None, repr=False)
     sensitivity_values: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The model's per-sample cross-entropy on the same seeded subsample per split as the
+    # sensitivity diagnostics (the loss attack's feature: members have small losses).
+    loss_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def samples(self, digits: int = 5) -> dict[str, dict[str, list[float]]]:
+        """JSON-ready per-sample values of the model for plots (rounded to `digits` significant
+        digits): `loss` and, when measured, `sensitivity_target` / `sensitivity_irrelevant`,
+        each split -> list, on a seeded subsample of each split (`sensitivity_samples`)."""
+        def rounded(a: np.ndarray) -> list[float]:
+            return [float(f"{float(v):.{digits}g}") for v in a]
+
+        out: dict[str, dict[str, list[float]]] = {
+            "loss": {k: rounded(v) for k, v in self.loss_values.items()}}
+        diag = self.sensitivity_values.get("model")
+        if diag is not None:
+            for q in ("target", "irrelevant"):
+                out[f"sensitivity_{q}"] = {k: rounded(v[q]) for k, v in diag.values.items()}
+        return out
 
     @property
     def diff(self) -> dict[str, float] | None:
@@ -433,6 +452,10 @@ def evaluate(
         fingerprint=fingerprint, forget_logits=forget_logits,
     )
     sens_splits = {"forget": splits.forget, "retain": splits.retain, "test": splits.test}
+    if "accuracy" in groups:
+        for name, (_, y) in sens_splits.items():
+            idx = torch.as_tensor(subsample_indices(len(y), sensitivity_samples, seed), dtype=torch.long)
+            report.loss_values[name] = per_sample_loss(logits(name)[idx], y[idx])
     if "sensitivity" in groups:
         diag = sensitivity_diagnostics(model, sens_splits, n_per_split=sensitivity_samples,
                                        seed=seed)

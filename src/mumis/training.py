@@ -124,7 +124,7 @@ RECIPES: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
 
 def dataset_family(dataset: str) -> str:
     """'digits', 'mnist' (MNIST, Fashion-MNIST, other 28x28 grey sets), 'cifar' or '*'."""
-    d = dataset.lower()
+    d = dataset.partition("@")[0].lower()  # a subset NAME@N trains like NAME
     if d == "digits":
         return "digits"
     if "mnist" in d:

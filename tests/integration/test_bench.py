@@ -47,7 +47,8 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     recs = _records(out)
     methods = [r for r in recs.values() if r["role"] == "method"]
     refs = [r for r in recs.values() if r["role"] == "reference"]
-    assert len(methods) == 8 and len(refs) == 2
+    originals = [r for r in recs.values() if r["role"] == "original"]
+    assert len(methods) == 8 and len(refs) == 2 and len(originals) == 2
     assert {(r["scenario"], r["method"]) for r in methods} == {
         (s, m) for s in ("class:3", "random:0.1") for m in ("mumis", "grad_ascent", "finetune", "random_label")}
     for r in methods:
@@ -63,6 +64,17 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         # the oracle report is the one every cell of the scenario was compared with
         ref = next(x for x in refs if x["scenario"] == r["scenario"])
         assert ev["reference"]["test_acc"] == ref["evaluation"]["model"]["test_acc"]
+        # per-sample values for the report's histograms, on the seeded subsample of each split
+        sizes = ev["sizes"]
+        for q in ("loss", "sensitivity_target", "sensitivity_irrelevant"):
+            assert {k: len(v) for k, v in r["samples"][q].items()} == {
+                k: min(sizes[k], 500) for k in ("forget", "retain", "test")}
+    for o in originals:  # the model before unlearning, against the same oracle
+        ref = next(x for x in refs if x["scenario"] == o["scenario"])
+        assert o["evaluation"]["reference"] == ref["evaluation"]["model"] | {"kl_to_retrain": 0.0,
+                                                                           "js_to_retrain": 0.0}
+        assert o["run_dir"] == "models/digits/mlp/s0/original-fine" and o["gap_paper"] > 0
+    assert originals[0]["evaluation"]["model"]["test_acc"] == originals[1]["evaluation"]["model"]["test_acc"]
     models = out / "models" / "digits" / "mlp" / "s0"
     assert sorted(p.name for p in models.iterdir()) == ["original-fine", "retrain-class-3", "retrain-random-0.1"]
     assert (out / "bench.json").is_file()
@@ -73,7 +85,7 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     md = (report / "tables.md").read_text()
     assert "### digits / mlp / class:3" in md and "### digits / mlp / random:0.1" in md
     rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
-    assert rows[:6] == ["method", "retrain", "mumis", "grad_ascent", "finetune", "random_label"]
+    assert rows[:7] == ["method", "retrain", "original", "mumis", "grad_ascent", "finetune", "random_label"]
     # one seed: each cell is the record's own value
     for line in md.splitlines()[:12]:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -101,7 +113,7 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(cli_unlearn, "unlearn_run", interrupted)
     assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out)]) == 130
     first = _records(out)
-    assert sorted(r["method"] for r in first.values()) == ["grad_ascent", "retrain"]
+    assert sorted(r["method"] for r in first.values()) == ["grad_ascent", "original", "retrain"]
     assert not list((out / "runs").glob("*mumis*"))  # no half-written run directory
     (out / "runs" / ".stale.partial-x").mkdir()  # debris of a killed run
 
@@ -118,7 +130,7 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert calls == ["digits__mlp__random-0.1__mumis__s0"]
     assert not (out / "runs" / ".stale.partial-x").exists()
     second = _records(out)
-    assert len(second) == 3 and all(second[k] == v for k, v in first.items())
+    assert len(second) == 4 and all(second[k] == v for k, v in first.items())
     mumis = second["digits__mlp__random-0.1__mumis__s0"]
     assert mumis["settings"]["max_steps"] == 5 and mumis["steps"] <= 5  # by_kind: random
 
@@ -158,6 +170,9 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ({"methods": {"mumsi": {}}}, "unknown method 'mumsi'"),
     ({"methods": {"mumis": {"lrr": 1}}}, "unknown setting 'lrr'"),
     ({"methods": {"retrain": {}}}, "the retrained oracle's row"),
+    ({"methods": {"original": {"method": "mumis"}}}, "the original model's row"),
+    ({"datasets": ["digits@0"]}, "after '@' give the training subset size"),
+    ({"datasets": ["digits@5000"]}, "asks for 5000 training samples; digits has 1437"),
     ({"methods": {"mumis": {"by_kind": {"randm": {}}}}}, "unknown scenario kind 'randm' in `by_kind`. Did you mean 'random'?"),
     ({"methods": {"mumis": {"by_kind": {"class": {"lrr": 1}}}}}, "(by_kind class): unknown setting 'lrr'"),
     ({"methods": {"x": {"method": "mumis", "config": "nope.yaml"}}}, "not found"),
@@ -195,3 +210,21 @@ def test_missing_keys_and_presets(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (v1.label, v1.method, v1.settings["lr"], v1.settings["stop"]) == ("v1", "mumis", 5e-5, "forget_acc")
     assert (ga.label, ga.method, ga.settings) == ("ga", "grad_ascent", {})
     assert cell_id("digits", "mlp", "class:3,5", "mumis", 0) == "digits__mlp__class-3_5__mumis__s0"
+
+
+def test_only_runs_the_matching_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path = _write(tmp_path, {**TINY, "datasets": ["digits@600/200"]})
+    out, full = tmp_path / "one", tmp_path / "full"
+    cell = "digits-600-200__mlp__random-0.1__mumis__s0"
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out), "--only", "*__mumis__s0"]) == 0
+    assert "1 cells run, 0 already done, of 1" in capsys.readouterr().out
+    assert sorted(_records(out)) == sorted([cell, cell.replace("mumis", "original"),
+                                            cell.replace("mumis", "retrain")])
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(full)]) == 0
+    # the one cell reproduces the number of the full bench (the subset is fixed by its name)
+    one, every = _records(out)[cell], _records(full)[cell]
+    assert one["evaluation"]["model"] == every["evaluation"]["model"] and one["steps"] == every["steps"]
+    assert every["evaluation"]["sizes"]["retain"] + every["evaluation"]["sizes"]["forget"] == 600
+    assert main(["bench", "--config", str(cfg_path), "--out", str(tmp_path / "x"), "--only", "*nope*"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--only '*nope*' matches no cell" in err and len(err.splitlines()) == 1

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from mumis.data import DATASETS, load_dataset
+from mumis.data import DATASETS, load_dataset, parse_dataset_name
 from mumis.data.cifar import SafeUnpickler, safe_load_pickle
-from mumis.data.common import stratified_split
+from mumis.data.common import stratified_split, stratified_subset
 from mumis.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_DIR, read_idx
-from mumis.exceptions import DataError
+from mumis.exceptions import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
 
@@ -393,3 +393,54 @@ def test_stratified_split_is_fixed_and_stratified() -> None:
     assert np.array_equal(np.sort(np.concatenate([tr, te])), np.arange(16))
     assert np.bincount(y[te], minlength=3).tolist() == [2, 1, 0]
     assert np.array_equal(stratified_split(y)[1], te)
+
+
+# ---------------------------------------------------------------- fixed subsets NAME@TRAIN[/TEST]
+
+
+def test_stratified_subset_exact_size_and_proportions() -> None:
+    y = np.repeat(np.arange(3), [50, 30, 20])
+    idx = stratified_subset(y, 11, seed=0)
+    assert len(idx) == 11 and len(set(idx.tolist())) == 11 and list(idx) == sorted(idx)
+    # quotas 5.5 / 3.3 / 2.2 -> floors 5 / 3 / 2, the largest remainder (class 0) gets the last one
+    assert np.bincount(y[idx]).tolist() == [6, 3, 2]
+    assert np.array_equal(idx, stratified_subset(y, 11, seed=0))
+    assert not np.array_equal(idx, stratified_subset(y, 11, seed=1))
+
+
+def test_dataset_subset_by_name() -> None:
+    full = load_dataset("digits")
+    sub = load_dataset("digits@500/100")
+    assert sub.name == "digits@500/100" and (len(sub.y_train), len(sub.y_test)) == (500, 100)
+    assert sub.classes == full.classes
+    quota = np.bincount(full.y_train.numpy()) * 500 / len(full.y_train)
+    assert np.abs(np.bincount(sub.y_train.numpy()) - quota).max() < 1  # each class in proportion
+    # the samples are the full dataset's, at the subset's indices, the same every time
+    idx = stratified_subset(full.y_train.numpy(), 500, seed=0)
+    assert torch.equal(sub.x_train, full.x_train[torch.as_tensor(idx)])
+    assert torch.equal(load_dataset("digits@500/100").x_train, sub.x_train)
+    assert torch.equal(load_dataset("digits@500").x_test, full.x_test)  # test set kept whole
+    assert parse_dataset_name("fashion-mnist@12000/2000") == ("fashion-mnist", 12000, 2000)
+    assert parse_dataset_name("digits") == ("digits", None, None)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("digitz@10", "unknown dataset 'digitz'"),
+    ("digits@", "after '@' give the training subset size"),
+    ("digits@10/0", "after '@'"),
+    ("digits@1/2/3", "after '@'"),
+    ("digits@ten", "after '@'"),
+])
+def test_dataset_subset_bad_names(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(name)
+    with pytest.raises(DataError, match="asks for 99999 training samples; digits has 1437"):
+        load_dataset("digits@99999")
+
+
+def test_fashion_mnist_subset_keeps_superclasses(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path, gz=True, n_train=20)
+    full, sub = load_dataset("fashion-mnist", tmp_path), load_dataset("fashion-mnist@10/4", tmp_path)
+    idx = torch.as_tensor(stratified_subset(full.y_train.numpy(), 10, seed=0))
+    assert torch.equal(sub.coarse_train, full.coarse_train[idx])
+    assert sub.coarse_classes == full.coarse_classes and len(sub.coarse_test) == 4

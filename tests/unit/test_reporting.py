@@ -176,3 +176,50 @@ def test_cli_report_bad_input(tmp_path: Path, bench_dir: Path, capsys: pytest.Ca
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no bench records" in capsys.readouterr().err
     assert parse_formats("md, html,md") == ["md", "html"]
+
+
+def _with_samples(rec: dict[str, Any], loss: list[float], sens: list[float]) -> dict[str, Any]:
+    splits = ("forget", "retain", "test")
+    return {**rec, "samples": {"loss": {k: loss for k in splits},
+                               "sensitivity_target": {k: sens for k in splits}}}
+
+
+def test_original_row_and_pooled_samples(bench_dir: Path) -> None:
+    from mumis.reporting.html import table_samples
+
+    for seed in (0, 1):
+        orig = _record("class:3", "original", seed, 2.0)
+        orig.update(role="original", method_name=None)
+        atomic_write_json(bench_dir / "records" / f"{orig['cell']}.json",
+                          _with_samples(orig, [0.1 * (seed + 1)], [1.0 + seed]))
+    mumis = json.loads((bench_dir / "records" / "digits__mlp__class-3__mumis__s0.json").read_text())
+    atomic_write_json(bench_dir / "records" / "digits__mlp__class-3__mumis__s0.json",
+                      _with_samples(mumis, [5.0, 6.0], [0.5]))
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    cls = build_tables(_records(bench_dir), bench)[1]
+    # the oracle, then the original (context rows), then the methods in the grid's order
+    assert [r.method for r in cls.rows] == ["retrain", "original", "mumis", "grad_ascent"]
+    assert [(r.reference, r.context) for r in cls.rows] == [(True, True), (False, True),
+                                                           (False, False), (False, False)]
+    assert cls.rows[1].seeds == [0, 1]
+    tex = to_latex([cls])
+    lines = tex.splitlines()
+    assert lines[lines.index(next(x for x in lines if x.startswith("original"))) + 1] == r"\midrule"
+    samples = table_samples(_records(bench_dir), cls)
+    assert list(samples) == ["original", "mumis"]  # table order; rows without samples left out
+    assert samples["original"]["loss"]["forget"] == [0.1, 0.2]  # pooled over seeds, seed order
+    assert samples["original"]["sensitivity_target"]["test"] == [1.0, 2.0]
+    assert samples["mumis"]["loss"]["test"] == [5.0, 6.0]
+
+
+def test_html_sample_charts(bench_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    for r in _records(bench_dir):
+        if r["scenario"] == "class:3":
+            atomic_write_json(bench_dir / "records" / f"{r['cell']}.json",
+                              _with_samples(r, [1e-9, 0.01, 0.5, 3.0], [0.2, 0.4, 0.8]))
+    page = write_report(bench_dir, formats=["html"])["html"].read_text()
+    # class:3 gains the sensitivity histograms and the MIA score distributions; random does not
+    assert page.count("<img") == 6
+    assert page.count('alt="input sensitivity histograms, digits / mlp / class:3"') == 1
+    assert page.count('alt="membership-inference score distributions, digits / mlp / class:3"') == 1

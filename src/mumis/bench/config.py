@@ -43,8 +43,10 @@ TOP_KEYS = ("name", "datasets", "data_dirs", "models", "scenarios", "methods", "
             "split_seed", "recipe", "train", "metrics", "device")
 REQUIRED = ("datasets", "models", "scenarios", "methods", "seeds")
 SCENARIO_KINDS = ("class", "subclass", "random", "indices")
-#: Label of the retrained oracle's rows; not usable as a method label.
+#: Labels of the retrained oracle's rows and of the original model's (before unlearning);
+#: not usable as method labels.
 REFERENCE_LABEL = "retrain"
+ORIGINAL_LABEL = "original"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -164,6 +166,9 @@ def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
         label = str(label)
         if not _LABEL.match(label):
             raise _err(path, f"method label {label!r} must be letters, digits, '_', '-', '.' or '+'")
+        if label == ORIGINAL_LABEL:
+            raise _err(path, f"the label {ORIGINAL_LABEL!r} is the original model's row (no "
+                             "unlearning); give the method another label")
         if label == REFERENCE_LABEL:
             raise _err(path, f"the label {REFERENCE_LABEL!r} is the retrained oracle's row; to run the "
                              f"`retrain` method give it another label, e.g. `retrain_method: {{method: retrain}}`")
@@ -234,7 +239,7 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     Raises:
         ConfigError: anything malformed, unknown or unresolvable (one line).
     """
-    from ..data import DATASETS, load_dataset, parse_forget_spec, resolve_manifest
+    from ..data import load_dataset, parse_dataset_name, parse_forget_spec, resolve_manifest
     from ..models import MODELS, is_user_factory, resolve_model_kwargs
     from ..training import RECIPES, make_train_config, split_overrides
     from ..utils import resolve_device
@@ -254,9 +259,10 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
         raise _err(path, f"`name` must be a string, got {name!r}")
     datasets = _str_list(data, "datasets", path)
     for d in datasets:
-        if d not in DATASETS:
-            raise _err(path, f"unknown dataset {d!r}.{did_you_mean(d, DATASETS.names())} "
-                             f"Choose from: {', '.join(DATASETS.names())}")
+        try:
+            parse_dataset_name(d)
+        except MumisError as e:
+            raise _err(path, f"{e} (or NAME@TRAIN[/TEST] for a fixed subset)") from None
     data_dirs = data.get("data_dirs") or {}
     if not isinstance(data_dirs, dict) or not all(isinstance(v, str) for v in data_dirs.values()):
         raise _err(path, "`data_dirs` must map dataset names to folders")
@@ -339,5 +345,5 @@ def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConf
     return parse_bench_config(load_yaml(p), path=repr(str(p)), base=p.resolve().parent, check_data=check_data)
 
 
-__all__ = ["REFERENCE_LABEL", "SCENARIO_KINDS", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
+__all__ = ["ORIGINAL_LABEL", "REFERENCE_LABEL", "SCENARIO_KINDS", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
            "parse_bench_config", "slug"]

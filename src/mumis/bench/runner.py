@@ -8,7 +8,10 @@ DIR/models/<dataset>/<model>/s<seed>/retrain-<scenario>/       the retrained ora
 DIR/runs/<cell-id>/                              unlearning run directory (`mumis unlearn`)
 DIR/records/<cell-id>.json                       one record per finished cell
 DIR/records/<dataset>__<model>__<scenario>__retrain__s<seed>.json   the oracle's own record
+DIR/records/<dataset>__<model>__<scenario>__original__s<seed>.json  the original, not unlearned
 ```
+Records carry per-sample losses and input sensitivities on a seeded subsample of each split
+(`samples`), which the report's histograms read.
 Each record is written atomically when its cell finishes, so an interrupted bench loses at most
 the cell it was running; `resume=True` skips cells whose record exists (and was made from the
 same settings) and reuses every complete model directory (`meta.json` + `model.safetensors`).
@@ -19,17 +22,27 @@ that scenario is compared against that one report.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
 from ..utils import atomic_write_json, read_json
-from .config import REFERENCE_LABEL, BenchConfig, MethodEntry, cell_id, key_hash, load_bench_config, slug
+from .config import (
+    ORIGINAL_LABEL,
+    REFERENCE_LABEL,
+    BenchConfig,
+    MethodEntry,
+    cell_id,
+    key_hash,
+    load_bench_config,
+    slug,
+)
 
 RECORD_FORMAT = "mumis-bench-record/1"
 BENCH_FILE = "bench.json"
@@ -135,6 +148,7 @@ def run_bench(
     out: str | Path,
     *,
     resume: bool = False,
+    only: Sequence[str] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BenchResult:
@@ -144,19 +158,29 @@ def run_bench(
         config: a validated `BenchConfig` or the path of a bench YAML file.
         out: the bench directory.
         resume: continue an interrupted bench in `out`: skip finished cells and reuse models.
+        only: run only the cells whose id matches one of these shell patterns (`fnmatch`,
+            e.g. `*__class-4__mumis__s0`), and the models and reference rows they need; the
+            way to recompute one published number.
         progress: show a progress bar of cells (only on a terminal).
         log: called with one line per finished cell / trained model (None: silent).
     Returns:
         BenchResult with counts and the wall time.
     Raises:
-        ConfigError: a non-empty `out` without `resume`, or a resumed `out` made with other settings.
+        ConfigError: a non-empty `out` without `resume`, a resumed `out` made with other
+            settings, or an `only` pattern that matches no cell.
     """
     cfg = config if isinstance(config, BenchConfig) else load_bench_config(config)
     out = Path(out)
-    state = _prepare_out(out, cfg, resume)
-    t0 = time.perf_counter()
     cells = [_Cell(d, m, s, sd, e) for d in cfg.datasets for m in cfg.models for sd in cfg.seeds
              for s in cfg.scenarios for e in cfg.methods]
+    if only:
+        for pat in only:
+            if not any(fnmatch.fnmatchcase(c.id, pat) for c in cells):
+                raise ConfigError(f"--only {pat!r} matches no cell of this bench; cell ids look like "
+                                  f"{cells[0].id!r} (dataset__model__scenario__label__s<seed>)")
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
+    state = _prepare_out(out, cfg, resume)
+    t0 = time.perf_counter()
     keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
                             "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario))})
             for c in cells}
@@ -188,7 +212,8 @@ def run_bench(
             ref_id = cell_id(d, m, s, REFERENCE_LABEL, sd)
             ref_key = key_hash(_common_key(cfg, d, m, s, sd))
             ref_path = out / "records" / f"{ref_id}.json"
-            if not todo and _check_record(ref_path, ref_key):
+            orig_path = out / "records" / f"{cell_id(d, m, s, ORIGINAL_LABEL, sd)}.json"
+            if not todo and _check_record(ref_path, ref_key) and _check_record(orig_path, ref_key):
                 continue
             _run_group(cfg, out, d, m, sd, s, todo, keys, ref_id, ref_key, res, say, bar)
     finally:
@@ -228,7 +253,10 @@ def _run_group(
     base = out / "models" / slug(d) / slug(m) / f"s{sd}"
     orig_dir, ret_dir = base / f"original-{space}", base / f"retrain-{slug(s)}"
     common = {"dataset": d, "model": m, "seed": sd, "split_seed": split_seed, "data_dir": data_dir}
-    if todo:
+    orig_id = cell_id(d, m, s, ORIGINAL_LABEL, sd)
+    orig_path = out / "records" / f"{orig_id}.json"
+    orig_todo = not _check_record(orig_path, ref_key)
+    if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
     retrained, _ = load_checkpoint(ret_dir, device=cfg.device)  # evaluated where it would run
@@ -238,18 +266,27 @@ def _run_group(
     ref_eval_s = time.perf_counter() - t
     base_rec = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
                 "split_seed": split_seed, "label_space": space}
+
+    def model_record(run: Path, role: str, label: str, rep: Any, eval_s: float) -> dict[str, Any]:
+        """The record of a trained model: the oracle itself, or the original (no unlearning)."""
+        d_rep = rep.to_dict()
+        return {**base_rec, "cell": cell_id(d, m, s, label, sd), "key": ref_key, "role": role,
+                "method": label, "method_name": None,
+                "settings": read_json(run / "meta.json").get("recipe"), "evaluation": d_rep,
+                "gap_paper": d_rep.get("gap_paper", 0.0), "gap_salun": d_rep.get("gap_salun", 0.0),
+                "time_s": read_json(run / "metrics.json").get("train_time_s"), "peak_mem_mb": None,
+                "steps": None, "stop_reason": None, "eval_time_s": eval_s,
+                "run_dir": str(run.relative_to(out)), "samples": rep.samples(), "created": _now()}
+
     if not _check_record(out / "records" / f"{ref_id}.json", ref_key):
-        train_metrics = read_json(ret_dir / "metrics.json")
-        rep = reference.to_dict()
-        atomic_write_json(out / "records" / f"{ref_id}.json", {
-            **base_rec, "cell": ref_id, "key": ref_key, "role": "reference",
-            "method": REFERENCE_LABEL, "method_name": None,
-            "settings": read_json(ret_dir / "meta.json").get("recipe"),
-            "evaluation": rep, "gap_paper": 0.0, "gap_salun": 0.0,
-            "time_s": train_metrics.get("train_time_s"), "peak_mem_mb": None, "steps": None,
-            "stop_reason": None, "eval_time_s": ref_eval_s,
-            "run_dir": str(ret_dir.relative_to(out)), "created": _now(),
-        })
+        atomic_write_json(out / "records" / f"{ref_id}.json",
+                          model_record(ret_dir, "reference", REFERENCE_LABEL, reference, ref_eval_s))
+    if orig_todo:
+        original, _ = load_checkpoint(orig_dir, device=cfg.device)
+        t = time.perf_counter()
+        rep_o = evaluate(original, splits, reference=reference, metrics=cfg.metrics, seed=sd)
+        atomic_write_json(orig_path, model_record(orig_dir, "original", ORIGINAL_LABEL, rep_o,
+                                                  time.perf_counter() - t))
     for c in todo:
         run_dir = out / "runs" / c.id
         if bar is not None:
@@ -260,7 +297,8 @@ def _run_group(
                            overwrite=True, progress=False)
         model, _ = load_checkpoint(run_dir, device=cfg.device)
         t = time.perf_counter()
-        rep = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd).to_dict()
+        report = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd)
+        rep = report.to_dict()
         eval_s = time.perf_counter() - t
         r = done.result
         atomic_write_json(out / "records" / f"{c.id}.json", {
@@ -271,7 +309,7 @@ def _run_group(
             "time_s": r["time_s"], "peak_mem_mb": r.get("peak_mem_mb"), "steps": r["steps"],
             "stop_reason": r["stop_reason"], "eval_time_s": eval_s, "device": r.get("device"),
             "uses_retain": r.get("uses_retain"), "run_dir": str(run_dir.relative_to(out)),
-            "created": _now(),
+            "samples": report.samples(), "created": _now(),
         })
         res.ran += 1
         gp = rep.get("gap_paper")

@@ -5,6 +5,7 @@
 Original and retrained models are trained once and cached under --out; each cell unlearns,
 evaluates against the retrained model and writes `records/<cell-id>.json` when it finishes.
 `--resume` continues an interrupted bench: finished cells and complete models are kept.
+`--only PATTERN` runs the matching cells only (e.g. to recompute one number of BENCHMARKS.md).
 Summarise with `mumis report DIR`. See `mumis.bench` for the YAML keys.
 """
 
@@ -24,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="bench directory (models, runs, records)")
     p.add_argument("--resume", action="store_true",
                    help="continue the bench in a non-empty --out: skip finished cells, reuse models")
+    p.add_argument("--only", action="append", metavar="PATTERN", default=None,
+                   help="run only the cells whose id matches this shell pattern (repeatable), e.g. "
+                        "'*__class-4__mumis__s0': recomputes one published number with the models "
+                        "it needs")
     p.set_defaults(func=run)
 
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = getattr(args, "quiet", False)
     cfg = load_bench_config(args.config)  # everything checked before any work
-    res = run_bench(cfg, args.out, resume=args.resume, progress=not quiet,
+    res = run_bench(cfg, args.out, resume=args.resume, only=args.only, progress=not quiet,
                     log=None if quiet else (lambda line: print(line, file=sys.stderr)))
     print(f"bench: {res.ran} cells run, {res.skipped} already done, of {res.cells}; models: "
           f"{res.models_trained} trained, {res.models_reused} reused; {res.time_s:.1f} s -> "

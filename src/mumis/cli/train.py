@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "the retain set only (the retrained oracle) with the same recipe and seed."
         ),
     )
-    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--dataset", default="digits",
+                   help="dataset name, or NAME@TRAIN[/TEST] for a fixed class-stratified subset "
+                        "(default: digits)")
     p.add_argument("--model", default="mlp",
                    help="mlp, cnn, resnet18 or a factory package.module:function (default: mlp)")
     p.add_argument("--forget", metavar="SPEC", default=None,

@@ -75,7 +75,64 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return deco
 
 
+#: Seed of the stratified draw behind `NAME@TRAIN[/TEST]`; fixed so the name alone says the data.
+SUBSET_SEED = 0
+
+
+def parse_dataset_name(name: str) -> tuple[str, int | None, int | None]:
+    """Split `NAME[@TRAIN[/TEST]]` into the registered name and the subset sizes (None: all).
+
+    `fashion-mnist@12000/2000` is a fixed, class-stratified subset of 12,000 training and 2,000
+    test images of Fashion-MNIST (the same subset every time); `fashion-mnist@12000` keeps the
+    whole test set.
+
+    Raises:
+        ConfigError: unknown dataset (with did-you-mean) or malformed sizes.
+    """
+    from ..exceptions import ConfigError
+
+    base, at, sizes = name.partition("@")
+    DATASETS.get(base)  # unknown name -> ConfigError with did-you-mean
+    if not at:
+        return base, None, None
+    parts = sizes.split("/")
+    if len(parts) > 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"dataset {name!r}: after '@' give the training subset size and optionally "
+                          f"'/' and the test subset size, positive integers, e.g. {base}@12000/2000")
+    return base, int(parts[0]), int(parts[1]) if len(parts) == 2 else None
+
+
+def _subset(bundle: DatasetBundle, name: str, n_train: int | None, n_test: int | None) -> DatasetBundle:
+    from ..exceptions import DataError
+    from .common import stratified_subset
+
+    def pick(n: int | None, y: torch.Tensor, split: str) -> torch.Tensor | None:
+        if n is None:
+            return None
+        if n > len(y):
+            raise DataError(f"dataset {name!r} asks for {n} {split} samples; {bundle.name} has "
+                            f"{len(y)}")
+        return torch.as_tensor(stratified_subset(y.numpy(), n, SUBSET_SEED))
+
+    tr, te = pick(n_train, bundle.y_train, "training"), pick(n_test, bundle.y_test, "test")
+
+    def cut(t: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor | None:
+        return t if t is None or idx is None else t[idx]
+
+    return DatasetBundle(
+        name=name, x_train=cut(bundle.x_train, tr), y_train=cut(bundle.y_train, tr),  # type: ignore[arg-type]
+        x_test=cut(bundle.x_test, te), y_test=cut(bundle.y_test, te),  # type: ignore[arg-type]
+        classes=bundle.classes, source=f"{bundle.source} (stratified subset, seed {SUBSET_SEED})",
+        coarse_train=cut(bundle.coarse_train, tr), coarse_test=cut(bundle.coarse_test, te),
+        coarse_classes=bundle.coarse_classes, extra=dict(bundle.extra),
+    )
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None) -> DatasetBundle:
-    """Load a registered dataset by name (`digits`, `fashion-mnist`, ...)."""
-    loader = DATASETS.get(name)
-    return loader(Path(data_dir) if data_dir is not None else None)
+    """Load a registered dataset by name (`digits`, `fashion-mnist`, ...); `NAME@TRAIN[/TEST]`
+    loads a fixed class-stratified subset of it (see `parse_dataset_name`)."""
+    base, n_train, n_test = parse_dataset_name(name)
+    bundle = DATASETS.get(base)(Path(data_dir) if data_dir is not None else None)
+    if n_train is None and n_test is None:
+        return bundle
+    return _subset(bundle, name, n_train, n_test)

@@ -67,6 +67,19 @@ def stratified_split(
     return tr, te
 
 
+def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted int64 indices of exactly `n` samples of labels `y`, each class in its proportion
+    (the classes with the largest remainders get the rounding), drawn with `default_rng(seed)`."""
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * n / len(y)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    idx = [rng.choice(np.flatnonzero(y == c), size=k, replace=False)
+           for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(idx)).astype(np.int64)
+
+
 def uint8_images(x: np.ndarray) -> torch.Tensor:
     """Integer pixels 0..255, (N, C, H, W) -> float32 tensor in [0, 1] (a fresh copy)."""
     # one pass into a new writable array (buffers read from files are read-only)

@@ -23,7 +23,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-tr.reference td { background: #eef5ff; font-weight: 600; }
+tr.reference td { background: #eef5ff; font-weight: 600; } tr.context td { background: #f7f7f7; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.85em; } .warn { background: #fff4e0; padding: 0.5em 1em; border-left: 4px solid #f0a000; }
 """
@@ -40,7 +40,7 @@ def table_html(table: Table, precision: int = 2) -> str:
     for r in table.rows:
         cells = [f"<td>{html.escape(r.method)}</td>"] + [
             f"<td>{html.escape(r.values[k].text(precision))}</td>" for k, _ in table.columns]
-        cls = ' class="reference"' if r.reference else ""
+        cls = ' class="reference"' if r.reference else ' class="context"' if r.context else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -72,9 +72,24 @@ def mumis_runs(out: Path, records: list[dict[str, Any]], table: Table) -> dict[s
     return found
 
 
+def table_samples(records: list[dict[str, Any]], table: Table) -> dict[str, dict[str, Any]]:
+    """Row label -> its records' `samples`, pooled over seeds (rows in the table's order; rows
+    whose records carry no samples are left out)."""
+    pooled: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for r in sorted(records, key=lambda r: r.get("seed", 0)):
+        if (r["dataset"], r["model"], r["scenario"]) != (table.dataset, table.model, table.scenario):
+            continue
+        for quantity, by_split in (r.get("samples") or {}).items():
+            for split, values in by_split.items():
+                (pooled.setdefault(r["method"], {}).setdefault(quantity, {})
+                 .setdefault(split, []).extend(values))
+    return {row.method: pooled[row.method] for row in table.rows if row.method in pooled}
+
+
 def render_html(out: str | Path, tables: list[Table], records: list[dict[str, Any]], *,
                 title: str = "mumis bench", precision: int = 2) -> str:
-    """The page: per table the numbers, a bar chart of accuracies and gaps, MU-Mis dynamics.
+    """The page: per table the numbers, a bar chart of accuracies and gaps, input-sensitivity
+    histograms, membership-inference score distributions and MU-Mis dynamics.
 
     Args:
         out: the bench directory (its runs' history files feed the dynamics plots).
@@ -104,6 +119,12 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
                   table_html(t, precision)]
         if have_plots:
             parts.append(_img(plots.accuracy_gap_chart(t), f"accuracy and gap per method, {t.title}"))
+            samples = table_samples(records, t)
+            if samples:
+                parts.append(_img(plots.sensitivity_chart(t.title, samples),
+                                  f"input sensitivity histograms, {t.title}"))
+                parts.append(_img(plots.mia_score_chart(t.title, samples),
+                                  f"membership-inference score distributions, {t.title}"))
             for label, runs in mumis_runs(out, records, t).items():
                 parts.append(f"<h3>MU-Mis dynamics: {html.escape(label)}</h3>")
                 parts.append(_img(plots.dynamics_chart(f"{t.title}, {label}", runs),
@@ -112,4 +133,4 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["mumis_runs", "render_html", "table_html"]
+__all__ = ["mumis_runs", "render_html", "table_html", "table_samples"]

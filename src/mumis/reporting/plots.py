@@ -95,4 +95,115 @@ def dynamics_chart(title: str, runs: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-__all__ = ["accuracy_gap_chart", "available", "dynamics_chart"]
+def _grid(n: int, ncols: int, panel_w: float, panel_h: float) -> tuple[Any, list[Any]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(panel_w * ncols, panel_h * nrows + 0.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _log10(values: Any, floor: float) -> Any:
+    import numpy as np
+
+    return np.log10(np.maximum(np.asarray(values, dtype=float), floor))
+
+
+def _bins(arrays: list[Any], n: int = 40) -> Any:
+    import numpy as np
+
+    xs = np.concatenate([a for a in arrays if len(a)]) if any(len(a) for a in arrays) else np.zeros(1)
+    lo, hi = float(xs.min()), float(xs.max())
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, n + 1)
+
+
+def sensitivity_chart(title: str, samples: dict[str, dict[str, Any]],
+                      before: str = "original", reference: str = "retrain") -> bytes:
+    """Input sensitivity S_y(x) (log10) of the forget set and of trained vs unseen data.
+
+    Args:
+        title: the figure's title.
+        samples: row label -> that row's `samples` (`EvaluationReport.samples()`, seeds pooled);
+            the rows `before` (the original model) and `reference` (the oracle) are drawn as
+            yardsticks when present.
+    Returns:
+        PNG bytes: left, the original's trained (retain) vs unseen (test) samples; middle, the
+        forget set before unlearning, after the retraining and after MU-Mis when present;
+        right, the forget set's distribution per row (box: quartiles, whiskers 5-95 %).
+    """
+    import numpy as np
+
+    def sens(label: str, split: str) -> Any:
+        return _log10((samples.get(label) or {}).get("sensitivity_target", {}).get(split, []), 1e-12)
+
+    fig, (ax1, ax2, ax3) = _figure(13.0, max(3.2, 0.28 * len(samples) + 1.2), 3)
+    pairs = [(f"{before}: trained (retain)", sens(before, "retain")),
+             (f"{before}: unseen (test)", sens(before, "test"))]
+    after = [(f"forget, {lab}", sens(lab, "forget")) for lab in (before, reference)
+             if lab in samples]
+    after += [(f"forget, {lab}", sens(lab, "forget")) for lab in samples
+              if lab not in (before, reference) and lab.startswith("mumis")][:2]
+    for ax, series, sub in ((ax1, pairs, "trained vs unseen"), (ax2, after, "forget set: before / after")):
+        series = [(label, v) for label, v in series if len(v)]
+        bins = _bins([v for _, v in series])
+        for label, v in series:
+            ax.hist(v, bins=bins, histtype="step", density=True, linewidth=1.2, label=label)
+        if series:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"no {before} record", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(sub, fontsize=9)
+        ax.set_xlabel("log10 S_y(x)", fontsize=8)
+        ax.grid(alpha=0.3)
+    labels = [lab for lab in samples if len(sens(lab, "forget"))]
+    data = [sens(lab, "forget") for lab in labels]
+    if data:
+        ax3.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=False)
+        ax3.set_yticks(np.arange(1, len(labels) + 1), labels, fontsize=7)
+        ax3.invert_yaxis()
+        if reference in labels:
+            ax3.axvline(float(np.median(data[labels.index(reference)])), color="C3", linestyle="--",
+                        linewidth=0.8, label=f"{reference} median")
+            ax3.legend(fontsize=7)
+    ax3.set_title("forget set per method", fontsize=9)
+    ax3.set_xlabel("log10 S_y(x)", fontsize=8)
+    ax3.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{title}: target-class input sensitivity", fontsize=10)
+    return _png(fig)
+
+
+def mia_score_chart(title: str, samples: dict[str, dict[str, Any]]) -> bytes:
+    """The loss attack's score distributions: per-sample cross-entropy (log10) on the forget
+    set vs unseen test samples, one panel per row (the attack separates what differs).
+
+    Args:
+        title: the figure's title.
+        samples: row label -> that row's `samples` (seeds pooled).
+    Returns:
+        PNG bytes.
+    """
+    labels = [lab for lab in samples if (samples[lab] or {}).get("loss")]
+    fig, axes = _grid(len(labels), min(4, max(1, len(labels))), 3.2, 2.3)
+    for ax, lab in zip(axes, labels, strict=True):
+        loss = samples[lab]["loss"]
+        series = [(split, _log10(loss.get(split, []), 1e-8)) for split in ("forget", "test")]
+        bins = _bins([v for _, v in series])
+        for split, v in series:
+            if len(v):
+                ax.hist(v, bins=bins, histtype="step", density=True, linewidth=1.2, label=split)
+        ax.set_title(lab, fontsize=9)
+        ax.set_xlabel("log10 loss", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if labels:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(f"{title}: loss-attack scores, log10 cross-entropy (forget vs test)", fontsize=10)
+    return _png(fig)
+
+
+__all__ = ["accuracy_gap_chart", "available", "dynamics_chart", "mia_score_chart", "sensitivity_chart"]

@@ -1,6 +1,6 @@
 """Benchmark tables as in the MU-Mis paper: one per (dataset, model, scenario), mean +- std over seeds.
 
-Rows are methods, the retrained oracle first; columns are the forget, remaining and test
+Rows are methods, the retrained oracle first and the original model (before unlearning) second; columns are the forget, remaining and test
 accuracy (class-wise and sub-class: `test_forgotten_acc`, `test_remaining_acc`, `test_acc`;
 random and index forgetting: `forget_acc`, `retain_acc`, `test_acc`), `mia_efficacy`, the two
 Avg. Gaps and the unlearning time (training time for the oracle). Everything is read from the
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bench.config import REFERENCE_LABEL
+from ..bench.config import ORIGINAL_LABEL, REFERENCE_LABEL
 
 #: (key, header) of the accuracy columns: forget, remaining, test.
 CLASSWISE_COLUMNS = (("test_forgotten_acc", "forget acc"), ("test_remaining_acc", "remaining acc"),
@@ -60,6 +60,7 @@ class Row:
     seeds: list[int]
     values: dict[str, Stat]
     reference: bool = False
+    context: bool = False  # the oracle or the original: a yardstick, not an unlearning method
 
 
 @dataclass
@@ -119,8 +120,9 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                 by_method: dict[str, list[dict[str, Any]]] = {}
                 for r in recs:
                     by_method.setdefault(r["method"], []).append(r)
-                names = [n for n in by_method if n != REFERENCE_LABEL]
-                order = ([REFERENCE_LABEL] if REFERENCE_LABEL in by_method else []) + _order(names, labels)
+                # The oracle, then the original (no unlearning) for context, then the methods.
+                fixed = [n for n in (REFERENCE_LABEL, ORIGINAL_LABEL) if n in by_method]
+                order = fixed + _order([n for n in by_method if n not in fixed], labels)
                 for name in order:
                     rs = sorted(by_method[name], key=lambda r: r.get("seed", 0))
                     table.rows.append(Row(
@@ -128,6 +130,7 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                         seeds=[int(r.get("seed", 0)) for r in rs],
                         values={k: Stat.of([record_value(r, k) for r in rs]) for k, _ in cols},
                         reference=rs[0].get("role") == "reference",
+                        context=rs[0].get("role") in ("reference", "original"),
                     ))
                 tables.append(table)
     return tables
@@ -162,8 +165,9 @@ def to_markdown(tables: list[Table], *, title: str = "", precision: int = 2) -> 
 NOTES = ("Accuracies in %. Class-wise / sub-class tables: forget acc = test_forgotten_acc, remaining "
          "acc = test_remaining_acc; random tables: forget acc = forget_acc, remaining acc = retain_acc. "
          "MIA-efficacy: SalUn's, higher = more forgotten (target: the retrain row). gap (paper) / gap "
-         "(SalUn): mean |difference to retrain| (MU-Mis paper / SalUn conventions). time (s): "
-         "unlearning time; for retrain its training time.")
+         "(SalUn): mean |difference to retrain| (MU-Mis paper / SalUn conventions). original: the "
+         "model before unlearning (what doing nothing scores). time (s): unlearning time; for "
+         "retrain and original their training time.")
 
 
 def to_csv(tables: list[Table]) -> str:
@@ -214,7 +218,7 @@ def to_latex(tables: list[Table], *, precision: int = 2) -> str:
                 st = r.values[k]
                 cells.append("n/a" if st.mean is None else "$" + st.text(precision, pm=_TEX_PM) + "$")
             out.append(" & ".join(cells) + r" \\")
-            if r.reference and i == 0 and len(t.rows) > 1:
+            if r.context and i + 1 < len(t.rows) and not t.rows[i + 1].context:
                 out.append(r"\midrule")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(out)
