@@ -209,6 +209,10 @@ def test_summarize_and_subsample():
     s = summarize(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
     assert s == {"mean": 3.0, "median": 3.0, "q25": 2.0, "q75": 4.0}
     assert summarize(np.zeros(0))["mean"] is None
+    # a diverged model's overflowing gradients: statistics of the finite values, and the count
+    assert summarize(np.array([1.0, np.inf, 3.0, np.nan])) == {
+        "mean": 2.0, "median": 2.0, "q25": 1.5, "q75": 2.5, "nonfinite": 2}
+    assert summarize(np.array([np.inf]))["median"] is None
     a, b = subsample_indices(1000, 10, seed=1), subsample_indices(1000, 10, seed=1)
     np.testing.assert_array_equal(a, b)
     assert len(set(a)) == 10 and (np.diff(a) > 0).all()

@@ -35,13 +35,16 @@ def subsample_indices(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
-def summarize(values: np.ndarray) -> dict[str, float | None]:
-    """Mean, median and quartiles of a 1-D array (None each when it is empty)."""
-    if len(values) == 0:
-        return dict.fromkeys(STAT_NAMES)
-    q25, med, q75 = np.percentile(values, [25, 50, 75])
-    return {"mean": float(values.mean()), "median": float(med), "q25": float(q25),
-            "q75": float(q75)}
+def summarize(values: np.ndarray) -> dict[str, float | int | None]:
+    """Mean, median and quartiles of the finite values of a 1-D array (None each when there are
+    none), and `nonfinite`: how many were inf or NaN (a diverged model's gradients overflow)."""
+    finite = values[np.isfinite(values)]
+    bad = {"nonfinite": int(len(values) - len(finite))} if len(finite) < len(values) else {}
+    if len(finite) == 0:
+        return {**dict.fromkeys(STAT_NAMES), **bad}
+    q25, med, q75 = np.percentile(finite, [25, 50, 75])
+    return {"mean": float(finite.mean()), "median": float(med), "q25": float(q25),
+            "q75": float(q75), **bad}
 
 
 @dataclass

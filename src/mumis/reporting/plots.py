@@ -109,9 +109,12 @@ def _grid(n: int, ncols: int, panel_w: float, panel_h: float) -> tuple[Any, list
 
 
 def _log10(values: Any, floor: float) -> Any:
+    """log10 of the finite values (records store inf as +-1e308 and NaN as null: left out)."""
     import numpy as np
 
-    return np.log10(np.maximum(np.asarray(values, dtype=float), floor))
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    v = v[np.isfinite(v) & (np.abs(v) < 1e308)]
+    return np.log10(np.maximum(v, floor))
 
 
 def _bins(arrays: list[Any], n: int = 40) -> Any:
