@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,14 @@ def unlearn(
             target.train(model.training)
             for m_new, m_old in zip(target.modules(), model.modules(), strict=True):
                 m_new.train(m_old.training)
+    stop_reason = out.stop_reason
+    bad = sum(int((~torch.isfinite(p)).sum()) for p in target.parameters())
+    if bad:
+        # Never hand back a broken model silently: the run's result says so, and so does a warning.
+        stop_reason += f"; {bad} non-finite weights: the method diverged, do not use this model"
+        warnings.warn(f"{method}: {bad} weights are inf or NaN after unlearning (the method "
+                      "diverged); lower its learning rate", RuntimeWarning, stacklevel=2)
     return UnlearnResult(
         model=target, method=method, config=config_to_dict(algo.config), history=out.history,
-        time_s=elapsed, steps=out.steps, stop_reason=out.stop_reason, peak_mem_mb=mem["mb"], extra=out.extra,
+        time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=out.extra,
     )

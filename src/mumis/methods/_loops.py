@@ -39,6 +39,14 @@ def train_mode(model: nn.Module) -> Iterator[None]:
         model.eval()
 
 
+def nonfinite_stop(value: float, step: int, epoch: int) -> str | None:
+    """The stop reason when a batch loss is inf or NaN (None when it is finite): the caller
+    returns before taking that step, so the weights stay those of the last finite step."""
+    if math.isfinite(value):
+        return None
+    return f"non-finite loss at step {step + 1} (epoch {epoch}); stopped before it"
+
+
 def epoch_loop(
     ctx: RunContext,
     opt: torch.optim.Optimizer,
@@ -79,8 +87,9 @@ def epoch_loop(
             else:
                 loss = loss_fn(idx.to(ctx.device), epoch)
                 value = float(loss.detach())
-            if not math.isfinite(value):
-                return step, f"non-finite loss at step {step + 1} (epoch {epoch + 1}); stopped before it", history
+            stop = nonfinite_stop(value, step, epoch + 1)
+            if stop is not None:
+                return step, stop, history
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if dist_on:

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import ConfigError
+from ._loops import nonfinite_stop
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
 
 
@@ -127,6 +128,11 @@ class BadTeacher(UnlearningMethod):
                 with torch.no_grad():
                     comp, incomp = competent(x), incompetent(x)
                 loss = unlearner_loss(model(x), comp, incomp, is_forget[idx], cfg.temperature)
+                stop = nonfinite_stop(float(loss.detach()), step, epoch)
+                if stop is not None:
+                    model.eval()
+                    return RunOutput(steps=step, stop_reason=stop, history=history,
+                                     extra={"retain_used": n_keep})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import ConfigError
+from ._loops import nonfinite_stop
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
 
 
@@ -119,6 +120,10 @@ class SalUn(UnlearningMethod):
             for idx in parts:
                 idx = idx.to(x_all.device)
                 loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+                stop = nonfinite_stop(float(loss.detach()), step, epoch)
+                if stop is not None:
+                    model.eval()
+                    return RunOutput(steps=step, stop_reason=stop, history=history, extra={"mask_kept": kept})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 with torch.no_grad():

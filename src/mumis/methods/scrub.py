@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import ConfigError
+from ._loops import nonfinite_stop
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
 
 
@@ -115,6 +116,10 @@ class SCRUB(UnlearningMethod):
                     with torch.no_grad():
                         t_logits = teacher(x)
                     loss = -distill_kl(model(x), t_logits, cfg.temperature)  # ascend the KL
+                    stop = nonfinite_stop(float(loss.detach()), step, epoch)
+                    if stop is not None:
+                        model.eval()
+                        return RunOutput(steps=step, stop_reason=stop, history=history)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -126,6 +131,10 @@ class SCRUB(UnlearningMethod):
                     t_logits = teacher(x)
                 logits = model(x)
                 loss = cfg.gamma * F.cross_entropy(logits, y) + cfg.alpha * distill_kl(logits, t_logits, cfg.temperature)
+                stop = nonfinite_stop(float(loss.detach()), step, epoch)
+                if stop is not None:
+                    model.eval()
+                    return RunOutput(steps=step, stop_reason=stop, history=history)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
