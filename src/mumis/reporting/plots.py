@@ -169,6 +169,17 @@ def sensitivity_chart(title: str, samples: dict[str, dict[str, Any]],
         ax3.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=False)
         ax3.set_yticks(np.arange(1, len(labels) + 1), labels, fontsize=7)
         ax3.invert_yaxis()
+        # Window: the yardsticks' range +- 1.5 decades, so one collapsed model (sensitivity ~0)
+        # does not squash every other box; rows outside it are marked at the edge.
+        marks = [d for lab, d in zip(labels, data, strict=True) if lab in (reference, before)] or data
+        lo = min(float(np.percentile(d, 5)) for d in marks) - 1.5
+        hi = max(float(np.percentile(d, 95)) for d in marks) + 1.5
+        ax3.set_xlim(lo, hi)
+        for i, d in enumerate(data, start=1):
+            med = float(np.median(d))
+            if not lo <= med <= hi:
+                ax3.text(lo if med < lo else hi, i, f" median 1e{med:.0f} ", fontsize=6, va="center",
+                         ha="left" if med < lo else "right", color="C3")
         if reference in labels:
             ax3.axvline(float(np.median(data[labels.index(reference)])), color="C3", linestyle="--",
                         linewidth=0.8, label=f"{reference} median")
@@ -195,17 +206,21 @@ def mia_score_chart(title: str, samples: dict[str, dict[str, Any]]) -> bytes:
     for ax, lab in zip(axes, labels, strict=True):
         loss = samples[lab]["loss"]
         series = [(split, _log10(loss.get(split, []), 1e-8)) for split in ("forget", "test")]
+        series = [(split, v) for split, v in series if len(v)]
         bins = _bins([v for _, v in series])
         for split, v in series:
-            if len(v):
-                ax.hist(v, bins=bins, histtype="step", density=True, linewidth=1.2, label=split)
+            ax.hist(v, bins=bins, histtype="step", density=True, linewidth=1.2, label=split)
+        if not series:
+            ax.text(0.5, 0.5, "no finite losses\n(the model diverged)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
         ax.set_title(lab, fontsize=9)
         ax.set_xlabel("log10 loss", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     if labels:
         axes[0].legend(fontsize=7)
-    fig.suptitle(f"{title}: loss-attack scores, log10 cross-entropy (forget vs test)", fontsize=10)
+    fig.suptitle(f"{title}: loss-attack scores, log10 cross-entropy (forget vs test; losses below "
+                 "1e-8 at -8)", fontsize=10)
     return _png(fig)
 
 
