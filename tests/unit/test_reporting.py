@@ -223,3 +223,20 @@ def test_html_sample_charts(bench_dir: Path) -> None:
     assert page.count("<img") == 6
     assert page.count('alt="input sensitivity histograms, digits / mlp / class:3"') == 1
     assert page.count('alt="membership-inference score distributions, digits / mlp / class:3"') == 1
+
+
+def test_dynamics_of_every_mumis_variant_in_row_order(bench_dir: Path) -> None:
+    from mumis.reporting.html import mumis_runs
+
+    rec = _record("class:3", "published", 0, 0.5, name="mumis_published")
+    atomic_write_json(bench_dir / "records" / f"{rec['cell']}.json", rec)
+    (bench_dir / rec["run_dir"]).mkdir(parents=True)
+    (bench_dir / rec["run_dir"] / "history.jsonl").write_text(
+        json.dumps({"step": 0, "loss": 3.0, "forget_acc": 100.0}) + "\nnot json\n")
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    cls = build_tables(_records(bench_dir), bench)[1]
+    runs = mumis_runs(bench_dir, _records(bench_dir), cls)
+    assert list(runs) == ["mumis", "published"]  # grad_ascent has no dynamics
+    assert [r["label"] for r in runs["mumis"]] == ["seed 0", "seed 1", "seed 2"]
+    assert runs["published"][0]["history"] == [{"step": 0, "loss": 3.0, "forget_acc": 100.0}]
+    assert runs["published"][0]["stop_step"] == 10

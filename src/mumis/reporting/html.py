@@ -57,11 +57,13 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def mumis_runs(out: Path, records: list[dict[str, Any]], table: Table) -> dict[str, list[dict[str, Any]]]:
-    """label -> runs (label, history, stop_step) of the MU-Mis cells of one table, from the runs'
+    """label -> runs (label, history, stop_step) of the MU-Mis cells (every variant: mumis,
+    mumis_published, mumis_v1) of one table, in the table's row order, from the runs'
     `history.jsonl` files (cells whose history is missing are left out)."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (r["method"], r.get("seed", 0))):
-        if (r.get("method_name") != "mumis" or r["dataset"] != table.dataset or r["model"] != table.model
+    rank = {row.method: i for i, row in enumerate(table.rows)}
+    for r in sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r.get("seed", 0))):
+        if (not str(r.get("method_name") or "").startswith("mumis") or r["dataset"] != table.dataset or r["model"] != table.model
                 or r["scenario"] != table.scenario or not r.get("run_dir")):
             continue
         hist = out / r["run_dir"] / "history.jsonl"

@@ -38,8 +38,8 @@ def _png(fig: Any) -> bytes:
 
 
 def accuracy_gap_chart(table: Table) -> bytes:
-    """Grouped bars per method: the three accuracy columns (left) and the two gaps (right),
-    mean with std error bars over seeds.
+    """Grouped bars per method: the three accuracy columns and the two gaps (side by side, or
+    one above the other for more than 6 methods), mean with std error bars over seeds.
 
     Returns:
         PNG bytes.
@@ -50,7 +50,10 @@ def accuracy_gap_chart(table: Table) -> bytes:
     gaps = [(k, label) for k, label in table.columns if k in ("gap_paper", "gap_salun")]
     names = [r.method for r in table.rows]
     x = np.arange(len(names))
-    fig, (ax1, ax2) = _figure(max(7.0, 1.3 * len(names) + 4), 3.4, 2)
+    if len(names) <= 6:
+        fig, (ax1, ax2) = _figure(max(7.0, 1.3 * len(names) + 4), 3.4, 2)
+    else:  # many methods: one panel above the other, so the page does not scale the chart down
+        fig, (ax1, ax2) = _grid(2, 1, max(8.0, 0.6 * len(names) + 2), 3.0)
     for ax, cols, title in ((ax1, acc, "accuracy (%)"), (ax2, gaps, "gap to retrain")):
         w = 0.8 / max(len(cols), 1)
         for j, (k, label) in enumerate(cols):
@@ -67,18 +70,19 @@ def accuracy_gap_chart(table: Table) -> bytes:
 
 
 def dynamics_chart(title: str, runs: list[dict[str, Any]]) -> bytes:
-    """MU-Mis dynamics: forget accuracy, S_target and S_irrelevant over steps, per run.
+    """MU-Mis dynamics: the loss, forget accuracy, S_target and S_irrelevant over steps, per run
+    (all read on the monitor subset).
 
     Args:
         title: the figure's title.
-        runs: one dict per run: `label`, `history` (rows with step, forget_acc, s_target,
+        runs: one dict per run: `label`, `history` (rows with step, loss, forget_acc, s_target,
             s_irrelevant) and `stop_step` (marked with a dashed line; None: not marked).
     Returns:
         PNG bytes.
     """
-    panels = (("forget_acc", "forget accuracy (%, monitor subset)"), ("s_target", "S_target"),
-              ("s_irrelevant", "S_irrelevant"))
-    fig, axes = _figure(10.0, 3.0, 3)
+    panels = (("loss", "loss (monitor subset)"), ("forget_acc", "forget accuracy (%, monitor subset)"),
+              ("s_target", "S_target"), ("s_irrelevant", "S_irrelevant"))
+    fig, axes = _figure(13.0, 3.0, 4)
     for ax, (key, label) in zip(axes, panels, strict=True):
         for i, run in enumerate(runs):
             rows = [h for h in run["history"] if key in h and h.get(key) is not None and "step" in h]
