@@ -82,6 +82,10 @@ def _complete(run_dir: Path) -> bool:
     return (run_dir / "meta.json").is_file() and (run_dir / "model.safetensors").is_file()
 
 
+def _record_path(out: Path, cell: str) -> Path:
+    return out / "records" / f"{cell}.json"
+
+
 def _kind(scenario: str) -> str:
     return scenario.split(":", 1)[0].strip()
 
@@ -184,7 +188,7 @@ def run_bench(
     keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
                             "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario))})
             for c in cells}
-    done = {c.id for c in cells if _check_record(out / "records" / f"{c.id}.json", keys[c.id])}
+    done = {c.id for c in cells if _check_record(_record_path(out, c.id), keys[c.id])}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCH_FILE, state)
     res = BenchResult(out=out, cells=len(cells), ran=0, skipped=len(done), models_trained=0,
@@ -211,9 +215,9 @@ def run_bench(
             todo = [c for c in group if c.id not in done]
             ref_id = cell_id(d, m, s, REFERENCE_LABEL, sd)
             ref_key = key_hash(_common_key(cfg, d, m, s, sd))
-            ref_path = out / "records" / f"{ref_id}.json"
-            orig_path = out / "records" / f"{cell_id(d, m, s, ORIGINAL_LABEL, sd)}.json"
-            if not todo and _check_record(ref_path, ref_key) and _check_record(orig_path, ref_key):
+            orig_id = cell_id(d, m, s, ORIGINAL_LABEL, sd)
+            if (not todo and _check_record(_record_path(out, ref_id), ref_key)
+                    and _check_record(_record_path(out, orig_id), ref_key)):
                 continue
             _run_group(cfg, out, d, m, sd, s, todo, keys, ref_id, ref_key, res, say, bar)
     finally:
@@ -253,8 +257,7 @@ def _run_group(
     base = out / "models" / slug(d) / slug(m) / f"s{sd}"
     orig_dir, ret_dir = base / f"original-{space}", base / f"retrain-{slug(s)}"
     common = {"dataset": d, "model": m, "seed": sd, "split_seed": split_seed, "data_dir": data_dir}
-    orig_id = cell_id(d, m, s, ORIGINAL_LABEL, sd)
-    orig_path = out / "records" / f"{orig_id}.json"
+    orig_path = _record_path(out, cell_id(d, m, s, ORIGINAL_LABEL, sd))
     orig_todo = not _check_record(orig_path, ref_key)
     if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
@@ -278,8 +281,8 @@ def _run_group(
                 "steps": None, "stop_reason": None, "eval_time_s": eval_s,
                 "run_dir": str(run.relative_to(out)), "samples": rep.samples(), "created": _now()}
 
-    if not _check_record(out / "records" / f"{ref_id}.json", ref_key):
-        atomic_write_json(out / "records" / f"{ref_id}.json",
+    if not _check_record(_record_path(out, ref_id), ref_key):
+        atomic_write_json(_record_path(out, ref_id),
                           model_record(ret_dir, "reference", REFERENCE_LABEL, reference, ref_eval_s))
     if orig_todo:
         original, _ = load_checkpoint(orig_dir, device=cfg.device)
@@ -301,7 +304,7 @@ def _run_group(
         rep = report.to_dict()
         eval_s = time.perf_counter() - t
         r = done.result
-        atomic_write_json(out / "records" / f"{c.id}.json", {
+        atomic_write_json(_record_path(out, c.id), {
             **base_rec, "cell": c.id, "key": keys[c.id], "role": "method",
             "method": c.entry.label, "method_name": c.entry.method,
             "settings": (done.meta.get("recipe") or {}).get("config"),
