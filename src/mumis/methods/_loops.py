@@ -98,9 +98,7 @@ def epoch_loop(
             step += 1
             total, count = total + value, count + 1
         row = {"step": step, "epoch": epoch + 1, "loss": total / max(count, 1)}
-        history.append(row)
-        if ctx.log is not None:
-            ctx.log(row)
+        ctx.record(history, row)
     return step, f"epochs ({epochs}) done", history
 
 

@@ -138,9 +138,7 @@ class BadTeacher(UnlearningMethod):
                 opt.step()
                 step, total = step + 1, total + float(loss.detach())
             row = {"step": step, "epoch": epoch, "loss": total / len(parts)}
-            history.append(row)
-            if ctx.log is not None:
-                ctx.log(row)
+            ctx.record(history, row)
         model.eval()
         return RunOutput(steps=step, stop_reason=f"epochs ({cfg.epochs}) done", history=history,
                          extra={"retain_used": n_keep})

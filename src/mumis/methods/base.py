@@ -44,6 +44,12 @@ class RunContext:
     progress: bool = False
     log: Callable[[dict[str, Any]], None] | None = None
 
+    def record(self, history: list[dict[str, Any]], row: dict[str, Any]) -> None:
+        """Append a row to the run's history and pass it to the caller's `log`, if any."""
+        history.append(row)
+        if self.log is not None:
+            self.log(row)
+
 
 class UnlearningMethod:
     """Base class. Subclasses set the class attributes and implement `run`."""

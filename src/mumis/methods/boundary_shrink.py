@@ -115,9 +115,7 @@ class BoundaryShrink(UnlearningMethod):
             with torch.no_grad():
                 acc = 100.0 * float((model(x).argmax(1) == y).float().mean())
             row = {"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "forget_acc": acc}
-            history.append(row)
-            if ctx.log is not None:
-                ctx.log(row)
+            ctx.record(history, row)
             if stop.startswith("max_steps"):
                 break
         return RunOutput(steps=step, stop_reason=stop, history=history,

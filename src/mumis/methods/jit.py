@@ -104,9 +104,7 @@ class JiT(UnlearningMethod):
             with torch.no_grad():
                 acc = 100.0 * float((model(x).argmax(1) == y).float().mean())
             row = {"step": step, "epoch": epoch + 1, "lipschitz": total / max(count, 1), "forget_acc": acc}
-            history.append(row)
-            if ctx.log is not None:
-                ctx.log(row)
+            ctx.record(history, row)
             if stop.startswith("max_steps"):
                 break
         return RunOutput(steps=step, stop_reason=stop, history=history)

@@ -403,10 +403,8 @@ class MuMis(UnlearningMethod):
                 continue
             m = read()
             row = {"step": step, "batch_loss": float(loss.detach()), **vars(m)}
-            history.append(row)
+            ctx.record(history, row)
             bar.set_postfix(forget_acc=f"{m.forget_acc:.1f}%", s_ratio=f"{m.s_irrelevant / m0.s_irrelevant:.2f}")
-            if ctx.log is not None:
-                ctx.log(row)
             if (why := self._diverged(m, m0)) is not None:
                 model.load_state_dict(good_state)
                 stop_reason = f"diverged at step {step} ({why}); restored weights of step {good_step}"

@@ -134,9 +134,7 @@ class SalUn(UnlearningMethod):
                 opt.step()
                 step, total = step + 1, total + float(loss.detach())
             row = {"step": step, "epoch": epoch, "loss": total / len(parts)}
-            history.append(row)
-            if ctx.log is not None:
-                ctx.log(row)
+            ctx.record(history, row)
         model.eval()
         return RunOutput(steps=step, stop_reason=f"epochs ({cfg.epochs}) done", history=history,
                          extra={"mask_kept": kept})

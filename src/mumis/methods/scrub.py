@@ -141,9 +141,7 @@ class SCRUB(UnlearningMethod):
                 step, n_min, min_loss = step + 1, n_min + 1, min_loss + float(loss.detach())
             row = {"step": step, "epoch": epoch, "lr": lr, "forget_kl": max_loss / max(n_max, 1),
                    "retain_loss": min_loss / max(n_min, 1)}
-            history.append(row)
-            if ctx.log is not None:
-                ctx.log(row)
+            ctx.record(history, row)
         model.eval()
         return RunOutput(steps=step, stop_reason=f"epochs ({cfg.epochs}) done", history=history)
 
