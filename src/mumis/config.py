@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -71,14 +73,17 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name} must be a number, got {value!r}")
+        out: float | None = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+            out = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                out = float(value)
+        if out is None:
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(out):  # inf / nan would only surface later as a diverged run
+            raise ConfigError(f"{name} must be a finite number, got {value!r}; for example {name}=0.001")
+        return out
     if tp is str:
         if isinstance(value, str):
             return value
@@ -129,7 +134,7 @@ def parse_set_args(pairs: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # not a YAML scalar: keep the text
             out[key] = raw
     return out
 
@@ -137,12 +142,25 @@ def parse_set_args(pairs: list[str] | None) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with safe_load; a clear ConfigError when missing or malformed."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder; give the path of a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found; give the path of a YAML file")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not a text file (not UTF-8); give a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e}); give a readable "
+                          "YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {str(p)!r} is a binary file, not YAML; give a YAML file")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}".splitlines()[0]) from None
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a malformed timestamp, deep nesting
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML ({type(e).__name__}: {e})".splitlines()[0]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

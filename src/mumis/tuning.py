@@ -54,7 +54,7 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
         for v in raw.split(","):
             try:
                 values.append(yaml.safe_load(v) if v.strip() else "")
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, RecursionError):  # not a YAML scalar: keep the text
                 values.append(v)
         grid[key] = values
     return grid

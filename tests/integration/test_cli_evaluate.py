@@ -35,7 +35,7 @@ def _run(argv, capsys):
 def test_evaluate_against_reference_writes_table_and_json(runs, capsys, tmp_path):
     js = tmp_path / "m.json"
     rc, out, err = _run(["evaluate", "--checkpoint", str(runs / "orig"), "--forget", "class:3",
-                         "--reference", str(runs / "retr"), "--json", str(js),
+                         "--reference", str(runs / "retr"), "--json", str(js), "--metrics", "all",
                          "--sensitivity-samples", "40"], capsys)
     assert rc == 0, err
     assert "| metric | original | retrain | abs diff | meaning |" in out

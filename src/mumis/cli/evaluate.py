@@ -18,6 +18,10 @@ from typing import Any
 
 from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError
+from ._checks import check_output_file
+
+#: What `mumis evaluate` computes unless --metrics says otherwise (README: sensitivity is opt-in).
+DEFAULT_CLI_METRICS = "accuracy,mia,divergence"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", metavar="DIR",
                    help="run directory of the retrained model (`mumis train --forget SPEC`)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
-    p.add_argument("--metrics", default="accuracy,mia,divergence,sensitivity", metavar="LIST",
+    p.add_argument("--metrics", default=DEFAULT_CLI_METRICS, metavar="LIST",
                    help="comma-separated groups: accuracy, mia (or mia_efficacy, mia_entropy, "
-                        "mia_loss), divergence, sensitivity, or all (default: all of them)")
+                        "mia_loss), divergence, sensitivity, or all (default: "
+                        f"{DEFAULT_CLI_METRICS}; add sensitivity for the MU-Mis paper's input-"
+                        "sensitivity diagnostics, which --plot implies)")
     p.add_argument("--sensitivity-samples", type=int, default=500, metavar="N",
                    help="samples per split for the sensitivity diagnostics (default 500)")
     p.add_argument("--plot", metavar="FILE.png",
@@ -62,6 +68,16 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not metrics:
+        raise ConfigError(f"--metrics {args.metrics!r} names no metric group; for example "
+                          f"--metrics {DEFAULT_CLI_METRICS}")
+    if args.plot and not {"sensitivity", "all"} & set(metrics):
+        metrics.append("sensitivity")  # the plot draws the sensitivity diagnostics
+    # Checked before the evaluation runs, so a bad path does not cost the whole evaluation.
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot")
+    if args.plot and not str(args.plot).lower().endswith((".png", ".pdf", ".svg")):
+        raise ConfigError(f"--plot {args.plot!r}: give an image file name ending in .png, .pdf or .svg")
     report, names = evaluate_run(
         checkpoint=args.checkpoint, forget=args.forget, reference=args.reference,
         metrics=metrics, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
