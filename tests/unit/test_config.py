@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from mumis.config import build_config, config_to_dict, load_yaml, parse_set_args
+from mumis.config import _coerce, build_config, config_to_dict, load_yaml, parse_set_args
 from mumis.exceptions import ConfigError
 
 
@@ -198,8 +198,26 @@ def test_load_yaml_empty_is_empty_mapping(tmp_path: Path) -> None:
 def test_load_yaml_missing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="is a folder"):
         load_yaml(tmp_path)  # a folder is not a file
+
+
+@pytest.mark.parametrize("data, needle", [
+    (b"\x80\x81\xff", "not a text file"), (b"a: 1\x00\x00", "binary file"),
+    (b"a: 2001-13-45", "not valid YAML"), (b"[" * 3000, "not valid YAML"),
+])
+def test_load_yaml_non_text_names_the_file(tmp_path: Path, data: bytes, needle: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(data)
+    with pytest.raises(ConfigError, match=needle) as e:
+        load_yaml(p)
+    assert "bad.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", ".inf", float("inf"), float("nan")])
+def test_non_finite_floats_are_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match="finite"):
+        _coerce("lr", value, float)
 
 
 def test_load_yaml_malformed_is_one_line(tmp_path: Path) -> None:
