@@ -214,7 +214,7 @@ def test_load_yaml_non_text_names_the_file(tmp_path: Path, data: bytes, needle: 
     assert "bad.yaml" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("value", ["inf", "-inf", "nan", ".inf", float("inf"), float("nan")])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", parse_set_args(["lr=.inf"])["lr"], float("nan")])
 def test_non_finite_floats_are_refused(value: object) -> None:
     with pytest.raises(ConfigError, match="finite"):
         _coerce("lr", value, float)
