@@ -44,17 +44,29 @@ class UnlearnResult:
 
 
 def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accept (X, y) tensors, a Dataset of (x, y) or a DataLoader; return (X, y) tensors."""
+    """Accept (X, y) tensors, a Dataset of (x, y) or a DataLoader; return (X, y) tensors.
+
+    Raises:
+        DataError: anything else, an empty set, X and y of different lengths, labels that are
+            not a 1-D integer tensor, inputs that are not floating point or hold inf / NaN.
+    """
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
+    elif isinstance(data, (tuple, list)):
+        kinds = ", ".join(type(t).__name__ for t in data[:4])
+        raise DataError(f"{what} must be an (X, y) pair of torch tensors; got a {type(data).__name__} of "
+                        f"{len(data)} ({kinds}): pass (torch.as_tensor(X), torch.as_tensor(y))")
     elif isinstance(data, (DataLoader, Dataset)):
         loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=512, shuffle=False)
         xs, ys = [], []
         for batch in loader:
             if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
                 raise DataError(f"{what} data must yield (x, y) pairs; got {type(batch).__name__}")
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
+            try:
+                xs.append(torch.as_tensor(batch[0]))
+                ys.append(torch.as_tensor(batch[1]))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise DataError(f"{what} data yields (x, y) that are not tensors or arrays ({e})") from None
         if not xs:
             raise DataError(f"the {what} set is empty; give at least one sample")
         x, y = torch.cat(xs), torch.cat(ys)
@@ -62,15 +74,35 @@ def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(
             f"{what} must be a Dataset, a DataLoader or an (X, y) pair of tensors; got {type(data).__name__}"
         )
-    if len(x) == 0:
+    if x.dim() == 0 or len(x) == 0:
         raise DataError(f"the {what} set is empty; give at least one sample")
-    if len(x) != len(y) or y.dim() != 1:
-        raise DataError(f"{what}: X has {len(x)} samples but y has shape {tuple(y.shape)}; expected ({len(x)},)")
-    if y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise DataError(f"{what} labels must be integers, got {y.dtype}")
+    if y.dim() != 1:
+        raise DataError(f"{what} labels y have shape {tuple(y.shape)}; expected ({len(x)},) class indices "
+                        "(for one-hot labels pass y.argmax(1))")
+    if len(x) != len(y):
+        raise DataError(f"{what}: X has {len(x)} samples but y has {len(y)}; give one label per sample")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise DataError(f"{what} labels must be integers, got {y.dtype}; pass y.long()")
+    if x.dim() < 2:
+        raise DataError(f"{what} inputs X have shape {tuple(x.shape)}; expected (N, ...) with one "
+                        "sample per row, e.g. (N, C, H, W) images")
     if not x.dtype.is_floating_point:
         raise DataError(f"{what} inputs must be floating point (e.g. pixels in [0, 1]); got {x.dtype}")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = int(bad.reshape(len(x), -1).any(dim=1).nonzero()[0])
+        raise DataError(f"{what} inputs hold {int(bad.sum())} inf or NaN values (first in sample {first}); "
+                        "clean or drop those samples")
     return x, y.long()
+
+
+def check_seed(seed: Any) -> int:
+    """The seed as an int; ConfigError unless it is a non-negative integer."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}; for example seed=0")
+    return int(seed)
 
 
 @contextlib.contextmanager
@@ -160,6 +192,7 @@ def unlearn(
         )
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    seed = check_seed(seed)
     dev = resolve_device(device)
     fx, fy = to_tensors(forget, "forget")
     rx_ry = to_tensors(retain, "retain") if retain is not None else None

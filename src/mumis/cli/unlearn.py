@@ -17,14 +17,21 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..checkpoint import check_reference, split_seed_of
-from ..exceptions import ConfigError, DataError
+from ._common import add_trust_model_code
+from ..exceptions import ConfigError, DataError, UnlearningError
+
+if TYPE_CHECKING:
+    from ..checkpoint import TrustModelCode
+    from ..utils import OutputKind
 
 _SET_HELP = "a method setting, e.g. --set lr=1e-4 (repeatable; see `mumis methods NAME`)"
 
@@ -52,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="retrained model's run directory; its split must match this one")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    add_trust_model_code(p)
     p.set_defaults(func=run)
 
 
@@ -63,10 +71,15 @@ def run(args: argparse.Namespace) -> int:
         overrides=parse_set_args(args.set), seed=args.seed, split_seed=args.split_seed,
         data_dir=args.data_dir, device=args.device, reference=args.reference, out=args.out,
         overwrite=args.overwrite, progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
+        trust_model_code=args.trust_model_code,
+        fail_on_divergence=True,
     )
     from .. import distributed
 
     r = done.result
+    if r["status"] == "diverged" and distributed.is_main():
+        print(f"mumis: warning: {r['method']} diverged; {done.run_dir} holds the last finite weights "
+              "(result.json status: diverged)", file=sys.stderr)
     if distributed.is_distributed():  # every rank says where it stopped (they must agree)
         print(f"mumis: rank {distributed.rank()} of {distributed.world()}: {r['steps']} steps, "
               f"stopped: {r['stop_reason']}", file=sys.stderr)
@@ -137,11 +150,15 @@ def resolve_method_settings(
     return method, settings
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    # Checked first so a taken --out fails at once; staged_run_dir checks again at the end.
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"output {str(out)!r} already exists and is not empty; choose another "
-                          "--out or remove it (or pass --overwrite)")
+def _check_out(out: Path, overwrite: bool, *, protected: Sequence[str | Path | None] = (),
+               kind: OutputKind = "run") -> None:
+    # Checked first so a taken --out fails at once; staged_run_dir checks again before writing.
+    from ._checks import check_output_dir
+
+    check_output_dir(out)  # not a file, and its folder is writable
+    from ..utils import check_overwritable
+
+    check_overwritable(out, overwrite=overwrite, protected=protected, kind=kind)
 
 
 def unlearn_run(
@@ -159,6 +176,8 @@ def unlearn_run(
     reference: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    trust_model_code: TrustModelCode = False,
+    fail_on_divergence: bool = False,
 ) -> UnlearnRun:
     """Unlearn `forget` from the model in `checkpoint` and write a run directory `out`.
 
@@ -181,10 +200,20 @@ def unlearn_run(
         reference: retrained model's run directory; its manifest must equal this one.
         overwrite: replace a non-empty `out`.
         progress: show progress while the method runs.
+        trust_model_code: may the checkpoint's user model factory be imported (see
+            `checkpoint.load_checkpoint`); default: refused.
+        fail_on_divergence: raise UnlearningError, writing nothing, when the method diverged and
+            kept no update (the model is the untouched original) or left inf/NaN weights. When
+            False (bench, tune: a diverged cell is a result), the run is written with
+            `result.json` `status: "diverged"`.
     Returns:
-        UnlearnRun with the run directory and the written meta, result and history.
+        UnlearnRun with the run directory and the written meta, result and history;
+        `result["status"]` is "ok" or "diverged" (the method reported a non-finite loss or a
+        divergence and the weights are those of its last finite step), `result["weights_changed"]`
+        whether any weight differs from the checkpoint's.
     Raises:
         ConfigError, DataError, CheckpointError, ModelError: bad input, before anything is written.
+        UnlearningError: with `fail_on_divergence`, a run that diverged without a usable update.
     """
     from .. import distributed
     from ..api import get_method, unlearn
@@ -193,7 +222,7 @@ def unlearn_run(
     from ..utils import atomic_write_json, atomic_write_text, resolve_device, staged_run_dir, to_jsonable
 
     out = Path(out)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, protected=[checkpoint, reference, data_dir])
     name, settings = resolve_method_settings(method, config_file, overrides)
     cls = get_method(name)
     if distributed.is_distributed() and not getattr(cls, "supports_distributed", False):
@@ -207,7 +236,8 @@ def unlearn_run(
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding the data "
                         "the checkpoint was trained on")
-    model, parent = load_checkpoint(checkpoint, device="cpu")
+    model, parent = load_checkpoint(checkpoint, device="cpu", trust_model_code=trust_model_code)
+    _check_out(out, overwrite, protected=[(parent.get("dataset") or {}).get("data_dir")])
     from ..methods.mumis import MuMis
 
     if distributed.is_distributed() and not issubclass(cls, MuMis):
@@ -239,10 +269,14 @@ def unlearn_run(
 
     # Only rank 0 writes; the other ranks compute the same run and write nothing.
     staged = staged_run_dir(out, overwrite=overwrite) if main else contextlib.nullcontext(None)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with staged as stage:
         # inplace: the loaded model is ours, no need for the front door's defensive copy
-        res = unlearn(model, splits.forget, method=name, retain=retain, seed=seed, device=dev,
-                      inplace=True, progress=progress, **settings)
+        with warnings.catch_warnings():  # a non-finite model is reported below, in one line
+            warnings.filterwarnings("ignore", message=".*weights are inf or NaN", category=RuntimeWarning)
+            res = unlearn(model, splits.forget, method=name, retain=retain, seed=seed, device=dev,
+                          inplace=True, progress=progress, **settings)
+        status, changed = _outcome(res, before, fail=fail_on_divergence, out=out)
         meta = build_meta(
             kind="unlearn", model=parent["model"], dataset=bundle,
             data_dir=data_dir if data_dir is not None else (parent.get("dataset") or {}).get("data_dir"),
@@ -257,6 +291,7 @@ def unlearn_run(
             "manifest_hash": manifest.hash, "num_forget": int(len(manifest.forget)),
             "uses_retain": retain is not None, "device": str(dev), "world_size": distributed.world(),
             "checkpoint": meta["parent"], "reference": ref_path, "extra": res.extra,
+            "status": status, "weights_changed": changed,
         }
         history = [to_jsonable(row) for row in res.history]
         if stage is not None:
@@ -268,3 +303,22 @@ def unlearn_run(
             atomic_write_json(stage / "result.json", result)
     distributed.barrier()  # the run directory exists on return, on every rank
     return UnlearnRun(run_dir=out, meta=meta, result=to_jsonable(result), history=history)
+
+
+def _outcome(res: Any, before: dict[str, Any], *, fail: bool, out: Path) -> tuple[str, bool]:
+    """("ok" | "diverged", weights changed?) of a finished run; with `fail`, UnlearningError for a
+    diverged run that kept no update or left non-finite weights (nothing is written then)."""
+    import torch
+
+    after = res.model.state_dict()
+    changed = any(not torch.equal(before[k], v.detach().to(before[k].device)) for k, v in after.items())
+    finite = all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    reason = res.stop_reason
+    diverged = not finite or "diverged" in reason or "non-finite" in reason
+    if fail and diverged and (not finite or not changed):
+        what = "left inf/NaN weights" if not finite else "kept no update (the model is unchanged)"
+        lr = (res.config or {}).get("lr")
+        fix = f"lower its learning rate (now {lr}) with --set lr=..." if lr is not None else "change its settings"
+        raise UnlearningError(f"{res.method} diverged ({reason}) and {what}, so nothing was written to "
+                              f"{str(out)!r}; {fix}")
+    return ("diverged" if diverged else "ok"), changed
