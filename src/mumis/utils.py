@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +86,8 @@ def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path
     """Yield a staging folder that becomes `out` only if the block succeeds.
 
     On any error the staging folder is removed, so no half-written run directory is left that a
-    later run could mistake for a good one.
+    later run could mistake for a good one; staging folders of runs killed outright are removed
+    by the next run towards the same `out` (`mumis.staging`).
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -97,16 +97,16 @@ def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path
                 "choose another --out or remove it (or pass --overwrite)"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory is for sharing
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(stage, out)
+    from . import staging
+
+    staging.remove_stale_stages(out)  # debris of earlier runs killed with SIGKILL (see staging)
+    with staging.new_stage(out, 0o777 & ~_umask()) as stage:
+        try:
+            yield stage
+        except BaseException:
+            staging.discard_stage(stage)
+            raise
+        staging.commit_stage(stage, out)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

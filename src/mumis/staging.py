@@ -1,0 +1,178 @@
+"""Staging folders of run directories: named after their process, locked while it lives.
+
+`utils.staged_run_dir` writes a run into `.NAME.partial-p<pid>-h<host>-<random>` beside `NAME`
+and renames it into place when complete. A run killed with SIGKILL (or a power cut) cannot remove
+its staging folder, so the next run towards the same `NAME` removes the ones whose owner is
+gone. A folder counts as stale only when all of these hold:
+
+- its name has our pattern, with this host's tag (a run on another machine sharing the folder
+  over the network is never judged by our process table);
+- its process id is not a live process here (zombies count as dead);
+- nobody holds the `flock` its owner takes on it (the kernel drops the lock when the owner dies,
+  also across PID namespaces of containers that share the folder).
+
+Anything else, including staging folders of older mumis versions (no pid in the name), is left
+alone: we never delete a folder we cannot prove is debris of our own dead run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+INFIX = ".partial-"
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def host_tag() -> str:
+    """8 hex digits naming this machine (its host name, hashed: names may hold any character)."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def stage_prefix(out: Path) -> str:
+    return f".{out.name}{INFIX}p{os.getpid()}-h{host_tag()}-"
+
+
+def _pattern(out: Path) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(out.name)}{re.escape(INFIX)}p(\d+)-h([0-9a-f]{{8}})-.+$")
+
+
+def pid_alive(pid: int) -> bool:
+    """True when `pid` is a running process here (or when that cannot be told)."""
+    if os.name != "posix":
+        return True  # no cheap check: treat as alive, so nothing is deleted
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid we cannot ask about): keep its folder
+    try:  # a zombie (dead, not yet reaped by its parent) keeps its pid but does no more work
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking flock on `fd`; False when someone else holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not posix
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live run, or a file system without locks: treat both as alive
+        return False
+    return True
+
+
+def _unlocked(path: Path) -> int | None:
+    """An fd holding the lock of `path` when no live process holds it, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    if _lock(fd):
+        return fd
+    os.close(fd)
+    return None
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders of `out` left by dead runs of this host (see the module doc).
+
+    Returns:
+        The folders removed.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    pattern, tag, me = _pattern(out), host_tag(), os.getpid()
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in list(parent.iterdir()):
+            m = pattern.match(entry.name)
+            if m is None or m.group(2) != tag or int(m.group(1)) == me or pid_alive(int(m.group(1))):
+                continue
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            fd = _unlocked(entry)
+            if fd is None:
+                continue
+            try:
+                shutil.rmtree(entry, ignore_errors=True)
+            finally:
+                os.close(fd)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def new_stage(out: Path, mode: int) -> Iterator[Path]:
+    """Create (and lock, for as long as the block runs) a staging folder for `out`."""
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=stage_prefix(out)))
+    os.chmod(stage, mode)  # mkdtemp makes 0700; a run directory is for sharing
+    fd = None
+    try:
+        fd = os.open(stage, os.O_RDONLY)
+        _lock(fd)  # best effort: without locks, the pid in the name still protects it
+    except OSError:
+        pass
+    try:
+        yield stage
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Delay Ctrl-C / SIGTERM / SIGHUP until the block is done (a swap or cleanup runs whole).
+
+    Only in the main thread of a posix process (where Python runs its signal handlers); a signal
+    that arrives meanwhile is delivered when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def commit_stage(stage: Path, out: Path) -> None:
+    """Move the finished `stage` to `out`, replacing an existing `out` (already checked).
+
+    The old `out` is first renamed to a stage-style name, so that a kill in between leaves only
+    folders the next run recognises as debris, never a half-deleted run directory under `out`.
+    """
+    with signals_held():
+        old = None
+        if out.exists() or out.is_symlink():
+            old = stage.with_name(stage.name + "-old")
+            os.replace(out, old)
+        os.replace(stage, out)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
+
+
+def discard_stage(stage: Path) -> None:
+    with signals_held():
+        shutil.rmtree(stage, ignore_errors=True)
