@@ -19,6 +19,8 @@ from .config import config_to_dict
 from .exceptions import ConfigError, DataError
 from .methods import METHODS, RunContext, UnlearningMethod
 from .methods.base import check_labels
+from .models.adapters import OutputKey, check_output_key, describe_key, unwrap, wrap
+from .models.checks import out_of_place_activations, probe_model
 from .utils import make_generator, resolve_device, sync
 
 DataLike = Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor] | list
@@ -107,12 +109,16 @@ def check_seed(seed: Any) -> int:
 
 @contextlib.contextmanager
 def _preserved_state(model: nn.Module) -> Iterator[None]:
-    """Restore every module's train/eval mode and every parameter's requires_grad on exit."""
+    """Restore the model's device, every module's train/eval mode and every parameter's
+    requires_grad on exit (also when a check or the method fails)."""
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
+    device = next((p.device for p in model.parameters()), None)
     try:
         yield
     finally:
+        if device is not None:
+            model.to(device)
         for m, t in modes.items():
             m.train(t)
         for p, f in flags.items():
@@ -161,12 +167,19 @@ def unlearn(
     device: str | torch.device = "auto",
     inplace: bool = False,
     progress: bool = False,
+    output_key: OutputKey | None = None,
     **config: Any,
 ) -> UnlearnResult:
     """Remove what `model` learned from `forget` with an unlearning method.
 
+    Activation modules built with `inplace=True` (e.g. every torchvision ResNet's ReLU) run
+    out-of-place during the call and get their flag back afterwards, on the copy as on the
+    caller's model with `inplace=True`: the returned model has the caller's architecture
+    exactly. `result.extra["inplace_converted"]` names the modules switched.
+
     Args:
-        model: a classifier returning logits (N, K); left untouched unless `inplace=True`.
+        model: a classifier returning logits (N, K), or an output holding them (see
+            `output_key`); left untouched unless `inplace=True`.
         forget: the data to forget: (X, y) tensors, a Dataset or a DataLoader.
         method: a registered method name (`mumis.list_methods()`).
         retain: remaining data, only for methods that declare they need it.
@@ -174,13 +187,20 @@ def unlearn(
         device: 'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.
         inplace: change and return the caller's model instead of a copy.
         progress: log progress (history rows) while running.
+        output_key: where the logits are when forward() returns more than a tensor: an int
+            index into a tuple, a dict key or attribute name, or a function `output -> logits`.
+            Methods then see only the logits; the returned model is still the caller's class.
+            An output object with a `.logits` tensor (Hugging Face style) needs no key.
         **config: the method's settings (see `mumis methods NAME`); unknown keys are an error.
     Returns:
-        UnlearnResult with the unlearned model, resolved config, history, time_s, steps, stop_reason.
+        UnlearnResult with the unlearned model, resolved config, history, time_s, steps, stop_reason;
+        `extra` adds `inplace_converted` and `output_key` when the model needed them.
     Raises:
         ConfigError: unknown method or setting, bad value, retain data given to (or missing for)
-            a method. DataError: empty forget set, bad labels. ModelError: the model cannot do
-            what the method needs (e.g. double backward through in-place activations).
+            a method, a bad output_key. DataError: empty forget set, bad labels. ModelError:
+            the inputs do not fit the model, its output holds no (N, K) logits (or K does not
+            cover the labels), or it cannot do what the method needs (e.g. double backward
+            through in-place operations written in forward()).
     """
     cls = get_method(method)
     algo = cls(**config)
@@ -192,28 +212,28 @@ def unlearn(
         )
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_output_key(output_key)
     seed = check_seed(seed)
     dev = resolve_device(device)
     fx, fy = to_tensors(forget, "forget")
     rx_ry = to_tensors(retain, "retain") if retain is not None else None
 
     target = model if inplace else copy.deepcopy(model)
-    with _preserved_state(target) if inplace else contextlib.nullcontext():
-        orig_device = next((p.device for p in target.parameters()), torch.device("cpu"))
+    with _preserved_state(target) if inplace else contextlib.nullcontext(), \
+            out_of_place_activations(target) as converted:
         target.to(dev)
         target.eval()  # BatchNorm on running statistics, no dropout: samples do not interact
-        with torch.no_grad():
-            probe = target(fx[:2].to(dev))
-        if probe.dim() != 2 or probe.shape[0] != min(2, len(fx)):
-            raise DataError(f"the model must return logits of shape (N, K); it returned {tuple(probe.shape)}")
+        probe, key = probe_model(target, fx, output_key=output_key, what="forget", labels=fy)
         k = int(probe.shape[1])
         check_labels(fy, k, "forget")
         if rx_ry is not None:
+            probe_model(target, rx_ry[0], output_key=key, what="retain", labels=rx_ry[1])
             check_labels(rx_ry[1], k, "retain")
         if cls.needs_double_backward:
             from .models.checks import check_double_backward
 
-            check_double_backward(target, fx[:2].to(dev))
+            check_double_backward(target, fx[:2].to(dev), output_key=key)
+        runner = wrap(target, key)  # methods see plain logits; `target` stays the user's model
         ctx = RunContext(
             forget=(fx.to(dev), fy.to(dev)),
             retain=None if rx_ry is None else (rx_ry[0].to(dev), rx_ry[1].to(dev)),
@@ -224,17 +244,14 @@ def unlearn(
         # Small models on the CPU run faster on one thread (and much faster on a loaded machine);
         # the choice depends on the model and batch size only, so runs stay reproducible.
         batch = getattr(algo.config, "batch_size", 128) or len(fx)
-        threads = choose_threads(target, fx, batch, dev)
+        threads = choose_threads(runner, fx, batch, dev)
         with torch_threads(threads), _peak_memory(dev) as mem:
             sync(dev)
             t0 = time.perf_counter()
-            out = algo.run(target, ctx)
+            out = algo.run(runner, ctx)
             sync(dev)
             elapsed = time.perf_counter() - t0
-        if inplace:
-            target.to(orig_device)
-        else:
-            target.train(model.training)
+        if not inplace:  # the copy gets the caller's modes (the caller's model: _preserved_state)
             for m_new, m_old in zip(target.modules(), model.modules(), strict=True):
                 m_new.train(m_old.training)
     stop_reason = out.stop_reason
@@ -244,7 +261,12 @@ def unlearn(
         stop_reason += f"; {bad} non-finite weights: the method diverged, do not use this model"
         warnings.warn(f"{method}: {bad} weights are inf or NaN after unlearning (the method "
                       "diverged); lower its learning rate", RuntimeWarning, stacklevel=2)
+    extra = dict(out.extra)
+    if converted:
+        extra["inplace_converted"] = list(converted)
+    if key is not None:
+        extra["output_key"] = describe_key(key)
     return UnlearnResult(
-        model=target, method=method, config=config_to_dict(algo.config), history=out.history,
-        time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=out.extra,
+        model=unwrap(runner), method=method, config=config_to_dict(algo.config), history=out.history,
+        time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=extra,
     )

@@ -118,11 +118,12 @@ def test_remaining_data_is_refused(case):
         mumis.unlearn(original, splits.forget, retain=splits.retain, device="cpu")
 
 
-def test_in_place_activation_is_reported_before_any_work():
+def test_in_place_activation_is_switched_on_the_working_copy_only():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3))
-    x, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    with pytest.raises(ModelError, match="2"):  # names the module: Sequential index 2
-        mumis.unlearn(model, (x, y), device="cpu", max_steps=2)
+    x, y = torch.rand(6, 4), torch.full((6,), 1)
+    res = mumis.unlearn(model, (x, y), device="cpu", max_steps=2)
+    assert res.extra["inplace_converted"] == ["2"]  # names the module: Sequential index 2
+    assert model[2].inplace and res.model[2].inplace  # both keep the caller's architecture
 
 
 def test_bad_forget_data_is_a_clear_error():
@@ -131,7 +132,7 @@ def test_bad_forget_data_is_a_clear_error():
         mumis.unlearn(model, (torch.rand(0, 4), torch.zeros(0, dtype=torch.long)), device="cpu")
     with pytest.raises(DataError, match="labels must be in 0..2"):
         mumis.unlearn(model, (torch.rand(3, 4), torch.tensor([0, 1, 7])), device="cpu")
-    with pytest.raises(DataError, match=r"logits of shape \(N, K\)"):
+    with pytest.raises(ModelError, match=r"logits of shape \(N, K\)"):
         mumis.unlearn(nn.Flatten(0), (torch.rand(3, 4), torch.tensor([0, 1, 2])), device="cpu")
 
 

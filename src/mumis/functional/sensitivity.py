@@ -19,6 +19,11 @@ NormType = Literal["squared", "l2"]
 
 
 def _check_logits(logits: torch.Tensor, n: int) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise ModelError(
+            f"the model returned a {type(logits).__name__}, not a logits tensor (N, K); wrap it as "
+            "mumis.models.LogitsAdapter(model, key) with key the index, dict key or attribute of the logits"
+        )
     if logits.dim() != 2 or logits.shape[0] != n:
         raise ModelError(
             f"the model must return logits of shape (N, K); for a batch of {n} it returned "

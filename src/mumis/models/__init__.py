@@ -4,6 +4,8 @@ model checks.
 Every built-in model starts with a `Normalize` layer, so it takes [0, 1] inputs of shape
 (N, *input_shape) and returns logits (N, K). None uses in-place operations, so double backward
 through input gradients (what MU-Mis needs) works; `check_double_backward` verifies any model.
+Models that return a tuple, a dict or an object holding the logits run through `LogitsAdapter`
+(`output_key=` of `mumis.unlearn` / `mumis.evaluate`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from torch import nn
 from ..exceptions import ModelError
 from ..registry import Registry
 from ..utils import to_jsonable
-from .checks import check_double_backward, find_inplace_modules
+from .adapters import LogitsAdapter, OutputKey
+from .checks import check_double_backward, find_inplace_modules, out_of_place_activations, probe_model
 from .cnn import CNN
 from .layers import Normalize
 from .mlp import MLP
@@ -37,9 +40,9 @@ MODELS.register("cnn", CNN)
 MODELS.register("resnet18", ResNet18)
 
 __all__ = [
-    "CNN", "MLP", "MODELS", "Normalize", "ResNet18", "build_model", "check_double_backward",
-    "find_inplace_modules", "is_user_factory", "model_options", "model_spec",
-    "resolve_model_kwargs",
+    "CNN", "MLP", "MODELS", "LogitsAdapter", "Normalize", "OutputKey", "ResNet18", "build_model",
+    "check_double_backward", "find_inplace_modules", "is_user_factory", "model_options",
+    "model_spec", "out_of_place_activations", "probe_model", "resolve_model_kwargs",
 ]
 
 
