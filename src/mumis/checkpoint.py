@@ -26,8 +26,10 @@ describes everything needed to rebuild and re-evaluate the model:
 }
 ```
 Other keys may be added; readers ignore what they do not know. Loading uses
-`safetensors.torch.load_file` only (never pickle); a user factory named in meta.json is
-imported to rebuild the architecture, exactly as when the run was made.
+`safetensors.torch.load_file` only (never pickle). A user factory named in meta.json is code:
+it is imported only when the caller opts in (`trust_model_code`, the CLI's
+`--trust-model-code`), like `trust_remote_code` in the Hugging Face libraries, and the run
+directory is never put on the import path. Weights holding NaN or inf are refused.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from safetensors import SafetensorError
@@ -51,7 +55,15 @@ from .utils import atomic_write_bytes, atomic_write_json, library_versions, read
 FORMAT = "mumis-run/1"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
+#: Every file mumis writes into a run directory; `--overwrite` replaces only folders holding
+#: nothing else (utils.check_overwritable). Add a name here when a verb writes a new file.
+RUN_FILES = frozenset({WEIGHTS_FILE, META_FILE, "config.yaml", "history.jsonl", "metrics.json",
+                       "result.json", "evaluation.json"})
 _HOW = "give the --out folder of a finished `mumis train` or `mumis unlearn` run"
+
+#: Which user model factories a load may import: False (none, the default), True (any), or
+#: the names (`package.module:function`) the caller trusts.
+TrustModelCode: TypeAlias = "bool | str | Iterable[str]"
 
 
 def build_meta(
@@ -200,9 +212,38 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _rebuild(meta: dict[str, Any], where: str) -> nn.Module:
+def _trusts(name: str, trust: TrustModelCode) -> bool:
+    if isinstance(trust, bool):
+        return trust
+    names = [trust] if isinstance(trust, str) else list(trust)
+    return name in {n.strip() for s in names for n in str(s).split(",")}
+
+
+def check_model_code(meta: dict[str, Any], where: str, trust_model_code: TrustModelCode = False) -> None:
+    """Refuse a run whose model is user code (`package.module:function`) the caller did not trust.
+
+    Nothing is imported here: this runs before the factory's module could be.
+
+    Raises:
+        CheckpointError: the model is a user factory and `trust_model_code` does not cover it.
+    """
+    name = meta["model"].get("name")
+    if not isinstance(name, str):
+        raise CheckpointError(f"{where!r}: malformed model description in {META_FILE} (name {name!r})")
+    from .models import is_user_factory
+
+    if is_user_factory(name) and not _trusts(name, trust_model_code):
+        raise CheckpointError(
+            f"{where!r} names model code {name!r} in its {META_FILE}, and mumis imports code from a "
+            f"checkpoint only when you opt in: if you trust where it came from, pass "
+            f"--trust-model-code (or --trust-model-code {name}; in Python trust_model_code=True)"
+        )
+
+
+def _rebuild(meta: dict[str, Any], where: str, trust_model_code: TrustModelCode) -> nn.Module:
     from .models import build_model
 
+    check_model_code(meta, where, trust_model_code)
     spec = meta["model"]
     try:
         norm = spec["normalisation"]
@@ -216,28 +257,53 @@ def _rebuild(meta: dict[str, Any], where: str) -> nn.Module:
         raise CheckpointError(f"{where!r}: malformed model description in {META_FILE} ({e})") from None
 
 
+def _check_finite(state: dict[str, torch.Tensor], weights: Path, allow: bool) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return
+    more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+    msg = (f"{str(weights)!r} holds non-finite weights (NaN or inf in {bad[0]!r}{more}): the run that "
+           "wrote it diverged")
+    if allow:
+        warnings.warn(msg + "; evaluating it anyway", RuntimeWarning, stacklevel=3)
+        return
+    raise CheckpointError(msg + "; re-run it (e.g. with a smaller learning rate) or use another checkpoint")
+
+
 def load_checkpoint(
-    run_dir: str | Path, device: str | torch.device = "cpu"
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    trust_model_code: TrustModelCode = False,
+    allow_nonfinite: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a run's model from meta.json and load its weights from model.safetensors.
 
     Args:
         run_dir: a run directory written by `mumis train` or `mumis unlearn`.
         device: where to put the model ("cpu", "cuda", "auto").
+        trust_model_code: whether a user factory (`package.module:function`) named in
+            meta.json may be imported: False (default: refused), True (any), or the trusted
+            names. Importing runs the module's code; the working directory is on the import
+            path (as for `mumis train --model`), the run directory never is. Built-in models
+            need nothing.
+        allow_nonfinite: load weights holding NaN or inf with a RuntimeWarning instead of
+            refusing them (for evaluating a diverged run one has just made).
 
     Returns:
         (model in eval mode on `device`, meta dict).
 
     Raises:
-        CheckpointError: missing folder or files, a folder that is not a mumis run, truncated or
-            corrupt weights, or weights that do not match the described architecture.
+        CheckpointError: missing folder or files, a folder that is not a mumis run, untrusted
+            model code, truncated or corrupt weights, non-finite weights, or weights that do not
+            match the described architecture.
     """
     path = Path(run_dir)
     meta = read_meta(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish: re-run it")
-    model = _rebuild(meta, str(path))
+    model = _rebuild(meta, str(path), trust_model_code)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -261,6 +327,7 @@ def load_checkpoint(
                 f"{str(weights)!r} does not match the architecture in {META_FILE}: tensor {k!r} "
                 f"has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}; re-run training"
             )
+    _check_finite(state, weights, allow_nonfinite)
     model.load_state_dict(state, strict=True)
     model.to(resolve_device(device))
     model.eval()

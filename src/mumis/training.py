@@ -533,7 +533,7 @@ def train_run(
     from .utils import staged_run_dir
 
     out = Path(out)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, data_dir)
     train_over, model_over = split_overrides(overrides)
     if epochs is not None:
         train_over["epochs"] = epochs
@@ -546,6 +546,8 @@ def train_run(
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
                         f"the {dataset} files with --data-dir")
     bundle = load_dataset(dataset, data_dir)
+    if Path(bundle.source).exists():  # the default data folder is protected from --overwrite too
+        _check_out(out, overwrite, bundle.source)
     if forget:
         manifest = resolve_manifest(forget, bundle, seed=split_seed)
         if label_space is not None and label_space != manifest.label_space:
@@ -621,11 +623,11 @@ def _channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(dim=1).tolist(), flat.std(dim=1).clamp_min(1e-6).tolist()
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, data: str | Path | None) -> None:
     # Checked first so a taken --out fails in a second, not after the data is loaded.
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"output {str(out)!r} already exists and is not empty; choose another "
-                          "--out or remove it (or pass --overwrite)")
+    from .utils import check_overwritable
+
+    check_overwritable(out, overwrite=overwrite, protected=[data])
 
 
 __all__ = [

@@ -22,11 +22,14 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .checkpoint import TrustModelCode
 
 Criterion = Literal["gap_paper", "gap_salun"]
 #: Metric groups each criterion needs (nothing more is computed per point).
@@ -93,6 +96,7 @@ def tune(
     overwrite: bool = False,
     progress: bool = False,
     log: Any = None,
+    trust_model_code: TrustModelCode = False,
 ) -> TuningResult:
     """Run every grid point on the tuning scenario, pick the smallest gap, write the record.
 
@@ -113,6 +117,8 @@ def tune(
         overwrite: replace a non-empty `out`.
         progress: show progress while each point runs.
         log: optional callable(str) told about each finished point.
+        trust_model_code: may the runs' user model factory be imported (see
+            `checkpoint.load_checkpoint`); default: refused.
     Returns:
         TuningResult.
     Raises:
@@ -133,7 +139,7 @@ def tune(
     if not grid or not points:
         raise ConfigError("the grid is empty; give at least one --grid key=v1,v2,...")
     out = Path(out)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, protected=[checkpoint, reference, data_dir], kind="tune")
     # Every point's settings are checked strictly before any work.
     name, base = resolve_method_settings(method, config_file, overrides)
     cls = get_method(name)
@@ -146,7 +152,7 @@ def tune(
     metrics = _CRITERION_METRICS[criterion]
     # unlearn_run checks that each point's split is the reference's, so these are its splits too.
     splits = load_run_splits(reference, data_dir=data_dir)
-    ref_model, ref_meta = load_checkpoint(reference, device=dev)
+    ref_model, ref_meta = load_checkpoint(reference, device=dev, trust_model_code=trust_model_code)
     ref_report = evaluate(ref_model, splits, metrics=metrics)
     scenario = {
         "checkpoint": str(Path(checkpoint).resolve()), "reference": str(Path(reference).resolve()),
@@ -155,13 +161,16 @@ def tune(
         "note": "tuning scenario: evaluate the chosen settings on another forget set or seed",
     }
     rows: list[dict[str, Any]] = []
-    with staged_run_dir(out, overwrite=overwrite) as stage:
+    with staged_run_dir(out, overwrite=overwrite, kind="tune") as stage:
         for i, p in enumerate(typed):
             run_dir = Path("points") / f"{i:03d}"
             done = unlearn_run(checkpoint=checkpoint, forget=forget, out=stage / run_dir, method=name,
                                overrides={**base, **p}, seed=seed, split_seed=split_seed, data_dir=data_dir,
-                               device=str(dev), reference=reference, progress=progress)
-            model, _ = load_checkpoint(stage / run_dir, device=dev)
+                               device=str(dev), reference=reference, progress=progress,
+                               trust_model_code=trust_model_code)
+            # a point that diverged is a result of the grid, not bad input
+            model, _ = load_checkpoint(stage / run_dir, device=dev, trust_model_code=trust_model_code,
+                                       allow_nonfinite=True)
             rep = evaluate(model, splits, reference=ref_report, metrics=metrics).to_dict()
             row = {
                 "index": i, "settings": to_jsonable(p),

@@ -8,9 +8,9 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -81,21 +81,124 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{str(p)!r} is not valid JSON ({e}); the run may be truncated") from None
 
 
+#: What `--overwrite` may replace: an earlier output of the same verb (see `check_overwritable`).
+OutputKind = Literal["run", "tune", "demo"]
+_KIND_NAMES = {"run": "a run directory of `mumis train` or `mumis unlearn`",
+               "tune": "a tuning folder of `mumis tune`", "demo": "a folder of `mumis demo`"}
+
+
+def _is_tmp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")  # debris of an atomic write
+
+
+def _not_run_dir(path: Path) -> str | None:
+    """None when `path` holds a mumis run and only the files mumis writes; else what is wrong."""
+    from .checkpoint import FORMAT, META_FILE, RUN_FILES
+
+    meta = path / META_FILE
+    if meta.is_symlink() or not meta.is_file():
+        return f"has no {META_FILE}"
+    try:
+        fmt = json.loads(meta.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != FORMAT:
+        return f"has a {META_FILE} that is not a mumis run description"
+    for e in sorted(path.iterdir()):
+        if e.is_symlink() or not e.is_file() or (e.name not in RUN_FILES and not _is_tmp(e.name)):
+            return f"holds {e.name!r}, which mumis does not write into a run directory"
+    return None
+
+
+def _not_output(path: Path, kind: OutputKind) -> str | None:
+    """None when `path` is an output of `kind` made entirely by mumis; else what is wrong."""
+    if kind == "run":
+        return _not_run_dir(path)
+    marker, files = ("tuning.json", {"chosen.yaml"}) if kind == "tune" else ("demo.json", {"summary.txt"})
+    if not (path / marker).is_file():
+        return f"has no {marker}"
+    for e in sorted(path.iterdir()):
+        if e.is_symlink():
+            return f"holds the symbolic link {e.name!r}"
+        if e.is_file() and (e.name in files | {marker} or _is_tmp(e.name)):
+            continue
+        runs = sorted(e.iterdir()) if e.is_dir() and kind == "tune" and e.name == "points" else [e]
+        for r in runs:  # a tuning folder's points/NNN and a demo's sub-folders are run directories
+            why = _not_run_dir(r) if r.is_dir() and not r.is_symlink() else "is not a run directory"
+            if why is not None:
+                return f"holds {str(r.relative_to(path))!r}, which {why}"
+    return None
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def check_overwritable(
+    out: str | Path,
+    *,
+    overwrite: bool,
+    protected: Iterable[str | Path | None] = (),
+    kind: OutputKind = "run",
+) -> None:
+    """Refuse an `--out` that a run may not create or replace; call it before any work.
+
+    A new or empty folder is always fine. `--overwrite` replaces only an earlier output of the
+    same kind made entirely by mumis (`kind`): a run directory (meta.json of format mumis-run/1
+    and only the files mumis writes), a tuning folder (tuning.json, chosen.yaml, points/ of run
+    directories) or a demo folder (demo.json, summary.txt, run directories). Refused always: the
+    working directory, home or any folder above them, a symbolic link, a file. Refused when it
+    would be replaced: a folder that is, holds or lies inside a `protected` path (the checkpoint,
+    reference or data being read). Paths are compared after resolving symbolic links.
+
+    Raises:
+        ConfigError: one line naming the folder and what to do instead.
+    """
+    out = Path(out)
+    shown = str(out)
+    if out.is_symlink():
+        raise ConfigError(f"--out {shown!r} is a symbolic link; give the folder itself (or a new one)")
+    real, cwd, home = _real(out), _real(os.getcwd()), _real("~")
+    for place, what in ((cwd, "the working directory"), (home, "your home folder")):
+        if real == place or real in place.parents:
+            which = what if real == place else f"a folder above {what}"
+            raise ConfigError(f"--out {shown!r} is {which}; mumis never writes a run there or replaces "
+                              "it: give a new sub-folder, e.g. --out runs/NAME")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {shown!r} is a file, not a folder; choose another --out (mumis never "
+                          "replaces a file)")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(f"output {shown!r} already exists and is not empty; choose another --out or "
+                          "remove it (or pass --overwrite to replace an earlier run of this command)")
+    for p in protected:
+        if p is None or str(p) == "":
+            continue
+        rp = _real(p)
+        if real == rp or real in rp.parents or rp in real.parents:
+            rel = "is" if real == rp else ("holds" if real in rp.parents else "is inside")
+            raise ConfigError(f"refusing to replace --out {shown!r}: it {rel} {str(p)!r}, which this run "
+                              "reads; choose another --out")
+    why = _not_output(out, kind)
+    if why is not None:
+        raise ConfigError(f"refusing to replace --out {shown!r}: it {why}, so it is not "
+                          f"{_KIND_NAMES[kind]} (mumis replaces only its own earlier output); remove "
+                          "it yourself or choose another --out")
+
+
 @contextlib.contextmanager
-def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def staged_run_dir(out: str | Path, *, overwrite: bool = False, kind: OutputKind = "run") -> Iterator[Path]:
     """Yield a staging folder that becomes `out` only if the block succeeds.
 
     On any error the staging folder is removed, so no half-written run directory is left that a
     later run could mistake for a good one; staging folders of runs killed outright are removed
-    by the next run towards the same `out` (`mumis.staging`).
+    by the next run towards the same `out` (`mumis.staging`). `overwrite` and `kind`: see `check_overwritable`.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise ConfigError(
-                f"output {str(out)!r} already exists and is not empty; "
-                "choose another --out or remove it (or pass --overwrite)"
-            )
+    check_overwritable(out, overwrite=overwrite, kind=kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     from . import staging
 

@@ -169,23 +169,29 @@ def test_staged_run_dir_refuses_a_file(tmp_path: Path) -> None:
         pass
 
 
+def _fake_run(d: Path, *files: str) -> None:  # what --overwrite recognises as a run directory
+    (d / "meta.json").write_text('{"format": "mumis-run/1"}')
+    for f in files:
+        (d / f).write_text("x")
+
+
 def test_staged_run_dir_empty_out_and_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "r"
     out.mkdir()
     with staged_run_dir(out) as stage:  # an empty folder is fine
-        (stage / "a").write_text("1")
+        _fake_run(stage, "metrics.json")
     with staged_run_dir(out, overwrite=True) as stage:
-        (stage / "b").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["b"]  # replaced, not merged
+        _fake_run(stage, "result.json")
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "result.json"]  # replaced, not merged
 
 
 def test_overwrite_failure_keeps_old_run(tmp_path: Path) -> None:
     out = tmp_path / "r"
     out.mkdir()
-    (out / "a").write_text("old")
+    _fake_run(out, "metrics.json")
     with pytest.raises(RuntimeError), staged_run_dir(out, overwrite=True):
         raise RuntimeError
-    assert (out / "a").read_text() == "old"
+    assert (out / "metrics.json").read_text() == "x"
 
 
 # --------------------------------------------------------------------------- to_jsonable

@@ -262,7 +262,8 @@ def _run_group(
     if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
-    retrained, _ = load_checkpoint(ret_dir, device=cfg.device)  # evaluated where it would run
+    # the config's `models:` entry names the factory: that is the opt-in to import it
+    retrained, _ = load_checkpoint(ret_dir, device=cfg.device, trust_model_code=m)  # evaluated where it would run
     splits = load_run_splits(ret_dir)
     t = time.perf_counter()
     reference = evaluate(retrained, splits, metrics=cfg.metrics, seed=sd)
@@ -285,7 +286,7 @@ def _run_group(
         atomic_write_json(_record_path(out, ref_id),
                           model_record(ret_dir, "reference", REFERENCE_LABEL, reference, ref_eval_s))
     if orig_todo:
-        original, _ = load_checkpoint(orig_dir, device=cfg.device)
+        original, _ = load_checkpoint(orig_dir, device=cfg.device, trust_model_code=m)
         t = time.perf_counter()
         rep_o = evaluate(original, splits, reference=reference, metrics=cfg.metrics, seed=sd)
         atomic_write_json(orig_path, model_record(orig_dir, "original", ORIGINAL_LABEL, rep_o,
@@ -297,8 +298,9 @@ def _run_group(
         done = unlearn_run(checkpoint=orig_dir, forget=s, method=c.entry.method,
                            overrides=c.entry.settings_for(_kind(s)), seed=sd, split_seed=split_seed,
                            data_dir=data_dir, device=cfg.device, reference=ret_dir, out=run_dir,
-                           overwrite=True, progress=False)
-        model, _ = load_checkpoint(run_dir, device=cfg.device)
+                           overwrite=True, progress=False, trust_model_code=m)
+        # a cell that diverged is a result of the bench, not bad input
+        model, _ = load_checkpoint(run_dir, device=cfg.device, trust_model_code=m, allow_nonfinite=True)
         t = time.perf_counter()
         report = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd)
         rep = report.to_dict()

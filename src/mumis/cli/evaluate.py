@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError
+from ._common import add_trust_model_code
+
+if TYPE_CHECKING:
+    from ..checkpoint import TrustModelCode
 from ._checks import check_output_file
 
 #: What `mumis evaluate` computes unless --metrics says otherwise (README: sensitivity is opt-in).
@@ -57,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256,
                    help="samples per forward pass (default 256)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    add_trust_model_code(p)
     p.set_defaults(func=run)
 
 
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, forget=args.forget, reference=args.reference,
         metrics=metrics, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
         batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
-        device=args.device,
+        device=args.device, trust_model_code=args.trust_model_code,
     )
     print(report.to_markdown(model_name=names[0], reference_name=names[1]))
     if args.json:
@@ -121,6 +126,7 @@ def evaluate_run(
     batch_size: int = 256,
     sensitivity_samples: int = 500,
     device: str = "auto",
+    trust_model_code: TrustModelCode = False,
 ) -> tuple[Any, tuple[str, str]]:
     """Load a run's model (and the reference), rebuild the split and evaluate.
 
@@ -135,6 +141,8 @@ def evaluate_run(
         batch_size: samples per forward pass.
         sensitivity_samples: samples per split for the sensitivity diagnostics.
         device: "auto", "cpu" or "cuda[:N]".
+        trust_model_code: may the runs' user model factories be imported (see
+            `checkpoint.load_checkpoint`); default: refused.
     Returns:
         (EvaluationReport, (model name, reference name)) with names for the table header.
     Raises:
@@ -149,7 +157,7 @@ def evaluate_run(
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
                         "the data the checkpoint was trained on")
-    model, meta = load_checkpoint(checkpoint, device=dev)
+    model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
     bundle, _ = load_run_data(meta, data_dir=data_dir)
     seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)
@@ -165,7 +173,7 @@ def evaluate_run(
     ref_name = "retrain"
     if reference is not None:
         check_reference(reference, manifest, seed_split)
-        ref_model, ref_meta = load_checkpoint(reference, device=dev)
+        ref_model, ref_meta = load_checkpoint(reference, device=dev, trust_model_code=trust_model_code)
         if int(ref_meta["model"]["num_classes"]) != k_model:
             raise DataError(f"reference {str(reference)!r} predicts "
                             f"{ref_meta['model']['num_classes']} classes, the model {k_model}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import add_trust_model_code
+
 _TUNING_NOTE = (
     "The checkpoint, reference and forget spec form a TUNING scenario: use a different forget class "
     "or seed from the one you evaluate on, so that no reported number comes from settings picked on "
@@ -52,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder to create: tuning.json, chosen.yaml, points/")
+    add_trust_model_code(p)
     p.set_defaults(func=run)
 
 
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         split_seed=args.split_seed, data_dir=args.data_dir, device=args.device,
         overwrite=args.overwrite, progress=not quiet and sys.stderr.isatty(),
         log=None if quiet else (lambda line: print(line, file=sys.stderr)),
+        trust_model_code=args.trust_model_code,
     )
     c = res.record["chosen"]
     print(f"{res.record['method']}: chose {c['settings']} ({res.record['criterion']} = "

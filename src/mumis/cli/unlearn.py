@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..checkpoint import check_reference, split_seed_of
-from ._common import add_trust_model_code
 from ..exceptions import ConfigError, DataError, UnlearningError
+from ._common import add_trust_model_code
 
 if TYPE_CHECKING:
     from ..checkpoint import TrustModelCode
