@@ -7,6 +7,9 @@ Arrays, by name:
 - optional superclass labels: ``y_coarse`` (with ``x``/``y``) or ``coarse_train`` and
   ``coarse_test``; optional names ``classes`` and ``coarse_classes`` (string arrays).
 
+Labels are integers 0..K-1 and every class has a training sample, unless ``classes`` names
+all K classes (a stray label such as 7000 is refused rather than making a 7001-class model).
+
 Images may be (N, C, H, W), (N, H, W, C) with C in {1, 3}, or (N, H, W); (N, C, H, W) wins when
 both readings fit. uint8 (or other integer) pixels are divided by 255; float pixels must already
 lie in [0, 1].
@@ -101,9 +104,21 @@ def _labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
 def _names(
     arrays: dict[str, np.ndarray], key: str, labels: list[np.ndarray], path: Path
 ) -> list[str]:
-    """Class names from the file, else "0".."K-1"; checks every label has a name."""
+    """Class names from the file, else "0".."K-1"; checks every label has a name.
+
+    Without a names array the labels must be dense: every class 0..K-1 has a training sample
+    (labels[0]), so a stray label such as 7000 cannot silently make a 7001-class model.
+    """
     k = max((int(y.max()) + 1 for y in labels if y.size), default=0)
     if key not in arrays:
+        missing = np.setdiff1d(np.arange(k), labels[0])
+        if missing.size:
+            shown = ", ".join(str(int(c)) for c in missing[:5]) + (", ..." if missing.size > 5 else "")
+            raise DataError(
+                f"{str(path)!r}: labels run up to {k - 1} but {missing.size} of the classes 0..{k - 1} "
+                f"have no training sample ({shown}); relabel the classes 0..K-1, or add an array "
+                f"{key!r} naming all {k} classes if some really have no training sample"
+            )
         return [str(i) for i in range(k)]
     raw = arrays[key]
     if raw.ndim != 1 or raw.dtype.kind not in "US":

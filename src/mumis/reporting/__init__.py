@@ -51,6 +51,7 @@ def write_report(
 
     fmts = parse_formats(formats)
     out = Path(out)
+    _check_records_readable(out)  # read_records skips unreadable ones (a bench redoes them)
     records = read_records(out)
     bench = read_json(out / BENCH_FILE) if (out / BENCH_FILE).is_file() else None
     tables = build_tables(records, bench)
@@ -72,6 +73,25 @@ def write_report(
         atomic_write_text(path, text)
         written[f] = path
     return written
+
+
+def _check_records_readable(out: Path) -> None:
+    """DataError naming the first record file that is not a readable bench record: a report
+    must never drop a row silently (`mumis bench --resume` redoes such a cell)."""
+    import json
+
+    from ..bench.runner import RECORD_FORMAT
+    from ..exceptions import DataError
+
+    redo = f"redo that cell with `mumis bench --config FILE --out {str(out)!r} --resume`, or delete it"
+    for f in sorted((out / "records").glob("*.json")) if (out / "records").is_dir() else []:
+        try:
+            rec = json.loads(f.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DataError(f"bench record {str(f)!r} is unreadable ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:80]}); {redo}") from None
+        if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT:
+            raise DataError(f"bench record {str(f)!r} is not a {RECORD_FORMAT} record; {redo}")
 
 
 __all__ = ["FILES", "FORMATS", "Table", "build_tables", "parse_formats", "to_csv", "to_latex",
