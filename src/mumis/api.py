@@ -112,7 +112,8 @@ def _preserved_state(model: nn.Module) -> Iterator[None]:
     """Restore the model's device, every module's train/eval mode and every parameter's
     requires_grad on exit (also when a check or the method fails)."""
     modes = {m: m.training for m in model.modules()}
-    flags = {p: p.requires_grad for p in model.parameters()}
+    flags = {p: p.requires_grad for p in model.parameters()
+             if not isinstance(p, nn.parameter.UninitializedParameter)}  # lazy ones refuse requires_grad_
     device = next((p.device for p in model.parameters()), None)
     try:
         yield

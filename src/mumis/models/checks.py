@@ -75,7 +75,9 @@ def out_of_place_activations(model: nn.Module) -> Iterator[list[str]]:
 def _preserved(model: nn.Module) -> Iterator[None]:
     """Restore every module's train/eval mode and every parameter's requires_grad on exit."""
     modes = {m: m.training for m in model.modules()}
-    flags = {p: p.requires_grad for p in model.parameters()}
+    # lazy parameters (nn.LazyLinear before its first call) refuse requires_grad_
+    flags = {p: p.requires_grad for p in model.parameters()
+             if not isinstance(p, nn.parameter.UninitializedParameter)}
     try:
         yield
     finally:
@@ -243,7 +245,8 @@ def _forward_naming_failure(model: nn.Module, x: torch.Tensor, what: str) -> obj
         if stack:
             name, culprit, got = stack[-1]
             exp = _expects(culprit)
-            where = f"{_label(name, culprit)}{' expects ' + exp if exp else ''} but got {got}: "
+            where = (f"{_label(name, culprit)} expects {exp} but got {got}: " if exp
+                     else f"in {_label(name, culprit)}: ")
         raise ModelError(f"the model fails on the {what} inputs of shape {tuple(x.shape)}: "
                          f"{where}{err}; {_hint(culprit, x)}") from None
     finally:
