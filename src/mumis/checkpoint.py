@@ -34,6 +34,7 @@ directory is never put on the import path. Weights holding NaN or inf are refuse
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import sys
@@ -396,6 +397,9 @@ def check_reference(reference: str | Path, manifest: Any, split_seed: int) -> di
     ref_m = ref.get("manifest") or {}
     if ref_m.get("hash") == manifest.hash:
         return ref
+    with contextlib.suppress(DataError):  # same samples from another seed (e.g. class:3): the same split
+        if Manifest.from_dict(ref_m).same_split(manifest):
+            return ref
     ref_seed = ref.get("split_seed", ref_m.get("seed"))
     raise ConfigError(
         f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.splits import Pair, Splits
+from .data.splits import Pair, Splits, check_splits
 from .exceptions import ConfigError
 from .metrics.accuracy import accuracy, compute_logits, per_class_accuracy
 from .metrics.divergence import js_to_retrain, kl_to_retrain
@@ -434,6 +434,7 @@ def evaluate(
             without the metrics asked for.
         ModelError: a model does not return (N, K) logits.
     """
+    check_splits(splits)  # a Splits that forgets something (a tuple gets a clear error)
     groups = _groups(metrics)
     fingerprint = _fingerprint(splits)
     values, per_class, details, logits = _evaluate_one(model, splits, groups, seed=seed,

@@ -123,7 +123,8 @@ def tune(
         TuningResult.
     Raises:
         ConfigError: empty grid, a grid key or value the method rejects, an unknown criterion,
-            a taken `out`, or no point with a finite gap (before any work for the input errors).
+            a taken `out` (before any work for these), no point with a finite gap, or every
+            point leaving the model unchanged (nothing is written then).
         CheckpointError, DataError: unreadable run directories or mismatched splits.
     """
     from .api import get_method
@@ -177,11 +178,17 @@ def tune(
                 "config": yaml.safe_load((stage / run_dir / "config.yaml").read_text()),  # method + resolved
                 "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
                 "metrics": rep["model"], "time_s": done.result["time_s"], "steps": done.result["steps"],
-                "stop_reason": done.result["stop_reason"], "run_dir": str(run_dir),
+                "stop_reason": done.result["stop_reason"], "status": done.result["status"],
+                "weights_changed": done.result["weights_changed"], "run_dir": str(run_dir),
             }
             rows.append(row)
             if log is not None:
                 log(f"[{i + 1}/{len(points)}] {p}: {criterion} = {_fmt(row[criterion])}")
+        if not any(r["weights_changed"] for r in rows):
+            # choosing among copies of the original would be a preset that does nothing
+            raise ConfigError(f"every grid point left the model unchanged (first point: "
+                              f"{rows[0]['stop_reason']}), so there is nothing to choose and nothing was "
+                              f"written to {str(out)!r}; widen the grid (e.g. larger lr or max_steps)")
         finite = [r for r in rows if isinstance(r[criterion], float | int) and math.isfinite(r[criterion])]
         if not finite:
             raise ConfigError(f"no grid point gave a finite {criterion}; widen the grid")

@@ -141,6 +141,18 @@ class Manifest:
                             self.test_remaining, self.test_forgotten]
         return hash_arrays(*parts)
 
+    def same_split(self, other: Manifest) -> bool:
+        """True when both select the same samples in the same label space, whatever seed made
+        them (a class, sub-class or index spec does not depend on the seed)."""
+        def eq(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+            return (a is None) == (b is None) and (a is None or np.array_equal(a, b))  # type: ignore[arg-type]
+
+        return ((self.dataset, self.kind, self.label_space, self.num_classes, list(self.forgotten_classes))
+                == (other.dataset, other.kind, other.label_space, other.num_classes, list(other.forgotten_classes))
+                and all(eq(a, b) for a, b in ((self.forget, other.forget), (self.retain, other.retain),
+                                              (self.test_remaining, other.test_remaining),
+                                              (self.test_forgotten, other.test_forgotten))))
+
     def to_dict(self) -> dict[str, Any]:
         def arr(a: np.ndarray | None) -> list[int] | None:
             return None if a is None else [int(i) for i in a]

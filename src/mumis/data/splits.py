@@ -66,3 +66,73 @@ def make_splits(bundle: DatasetBundle, manifest: Manifest) -> Splits:
         test_forgotten=None if manifest.test_forgotten is None
         else take(bundle.x_test, y_te, manifest.test_forgotten),
     )
+
+
+_HOW = ("build them with mumis.checkpoint.load_run_splits(RETRAINED_RUN_DIR) or "
+        "mumis.data.splits_from_tensors(forget=(X, y), retain=(X, y), test=(X, y))")
+
+
+def check_splits(splits: object) -> Splits:
+    """`splits` if it is a Splits with a non-empty forget set; DataError saying how to make one.
+
+    An original model's run directory holds a split that forgets nothing: evaluating on it gives
+    only n/a values, so it is refused here rather than reported as an all-n/a table.
+    """
+    if not isinstance(splits, Splits):
+        raise DataError(f"splits must be a mumis.data.Splits, got {type(splits).__name__}; {_HOW}")
+    if len(splits.forget[1]) == 0:
+        raise DataError("the splits forget nothing (the split of an original model trained on all "
+                        "data?); take them from the retrained model's run directory: "
+                        "mumis.checkpoint.load_run_splits('runs/retrained'), or splits_from_tensors")
+    return splits
+
+
+def splits_from_tensors(
+    *,
+    forget: Pair,
+    retain: Pair,
+    test: Pair,
+    num_classes: int | None = None,
+) -> Splits:
+    """Splits from your own tensors, for `mumis.evaluate` (and the methods' forget / retain data).
+
+    When no class of the forget set occurs in the retain set (class-wise forgetting), the test
+    set is also split into the kept classes (`test_remaining`) and the forgotten ones
+    (`test_forgotten`), as for `class:K`; otherwise the scenario is a random-subset one.
+
+    Args:
+        forget: (X, y) of the training samples to forget; X float (N, ...), y int64 (N,).
+        retain: (X, y) of the training samples kept.
+        test: (X, y) of held-out samples.
+        num_classes: number of classes K (default: the largest label + 1).
+    Returns:
+        Splits (kind "class" or "random").
+    Raises:
+        DataError: a pair that is not (X, y) tensors of matching length with integer labels in
+            0..K-1 and finite float inputs of one shape.
+    """
+    from ..api import to_tensors
+
+    pairs = {name: to_tensors(data, name) for name, data in
+             (("forget", forget), ("retain", retain), ("test", test))}
+    shapes = {name: tuple(x.shape[1:]) for name, (x, _) in pairs.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"forget, retain and test inputs must have one sample shape; got {shapes}")
+    top = max(int(y.max()) for _, y in pairs.values()) + 1
+    k = top if num_classes is None else int(num_classes)
+    for name, (_, y) in pairs.items():
+        if int(y.min()) < 0 or int(y.max()) >= k:
+            raise DataError(f"{name} labels range {int(y.min())}..{int(y.max())}; with {k} classes "
+                            f"they must lie in 0..{k - 1} (pass num_classes=)")
+    fy, ry = pairs["forget"][1], pairs["retain"][1]
+    gone = sorted(set(fy.tolist()) - set(ry.tolist()))
+    classwise = set(fy.tolist()) == set(gone)
+    tx, ty = pairs["test"]
+    fgt = torch.isin(ty, torch.tensor(gone, dtype=ty.dtype)) if classwise else None
+    return Splits(
+        forget=pairs["forget"], retain=pairs["retain"], test=(tx, ty),
+        kind="class" if classwise else "random", num_classes=k,
+        forgotten_classes=gone if classwise else [],
+        test_remaining=None if fgt is None else (tx[~fgt], ty[~fgt]),
+        test_forgotten=None if fgt is None else (tx[fgt], ty[fgt]),
+    )
