@@ -34,8 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import load_bench_config, run_bench
+    from ._checks import check_output_dir
 
     quiet = getattr(args, "quiet", False)
+    check_output_dir(args.out)
     cfg = load_bench_config(args.config)  # everything checked before any work
     res = run_bench(cfg, args.out, resume=args.resume, only=args.only, progress=not quiet,
                     log=None if quiet else (lambda line: print(line, file=sys.stderr)))

@@ -24,12 +24,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..exceptions import ConfigError
     from ..reporting import parse_formats, write_report
+    from ._checks import check_output_dir
 
     fmts = parse_formats(args.format)
     if not 0 <= args.precision <= 10:
         raise ConfigError(f"--precision must be in 0..10, got {args.precision}")
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise ConfigError(f"{args.dir!r} is not a folder; give the --out folder of `mumis bench`")
+    check_output_dir(folder / "report", "report folder")
     written = write_report(args.dir, formats=fmts, precision=args.precision)
     if not getattr(args, "quiet", False) and "md" in written:
         print(written["md"].read_text())

@@ -49,7 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training import train_run
+    from ._checks import check_output_dir
 
+    check_output_dir(args.out)  # a file, or an unwritable place: one line before any training
     res = train_run(
         out=args.out, dataset=args.dataset, model=args.model, forget=args.forget,
         recipe=args.recipe, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
