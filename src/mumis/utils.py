@@ -131,7 +131,7 @@ def _not_output(path: Path, kind: OutputKind) -> str | None:
 
 
 def _real(path: str | Path) -> Path:
-    return Path(os.path.realpath(os.path.expanduser(str(path))))
+    return Path(os.path.realpath(path))  # no `~` expansion: a shell has done it, Path() does not
 
 
 def check_overwritable(
@@ -158,7 +158,7 @@ def check_overwritable(
     shown = str(out)
     if out.is_symlink():
         raise ConfigError(f"--out {shown!r} is a symbolic link; give the folder itself (or a new one)")
-    real, cwd, home = _real(out), _real(os.getcwd()), _real("~")
+    real, cwd, home = _real(out), _real(os.getcwd()), _real(os.path.expanduser("~"))
     for place, what in ((cwd, "the working directory"), (home, "your home folder")):
         if real == place or real in place.parents:
             which = what if real == place else f"a folder above {what}"

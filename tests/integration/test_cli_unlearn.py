@@ -217,8 +217,15 @@ def test_out_taken_and_overwrite(runs: Runs, tmp_path: Path, capsys: pytest.Capt
     assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=1") == 2
     assert "already exists" in one_error_line(capsys)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=1", "--overwrite") == 0
+    # --overwrite replaces only an earlier run directory, never a folder of the user's files
+    assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=1", "--overwrite") == 2
+    assert "refusing to replace" in one_error_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=1") == 0  # an empty folder is fine
+    assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=2", "--overwrite") == 0
     assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert yaml.safe_load((out / "config.yaml").read_text())["max_steps"] == 2  # the new run
 
 
 def test_failure_inside_the_method_leaves_no_run_dir(runs: Runs, tmp_path: Path,

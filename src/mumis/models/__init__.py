@@ -69,8 +69,10 @@ def _cwd_on_path() -> Iterator[None]:
 
 def _import_factory(spec: str) -> ModelFactory:
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ModelError(f"model {spec!r}: a user factory is written package.module:function")
+    parts = [*module_name.split("."), *attr.split(".")]
+    if not module_name or not attr or not all(p.isidentifier() for p in parts):
+        raise ModelError(f"model {spec!r}: a user factory is written package.module:function "
+                         "(absolute module path, Python identifiers)")
     try:
         with _cwd_on_path():
             obj: Any = importlib.import_module(module_name)
@@ -79,6 +81,10 @@ def _import_factory(spec: str) -> ModelFactory:
             f"model {spec!r}: cannot import module {module_name!r} ({e}); make sure it is "
             "installed or on PYTHONPATH"
         ) from None
+    except Exception as e:  # noqa: BLE001  the user's module failed while it ran: name it
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"model {spec!r}: importing module {module_name!r} failed "
+                         f"({type(e).__name__}: {msg}); fix that module") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelError(f"model {spec!r}: module {module_name!r} has no attribute {attr!r}")
