@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .data.splits import Pair, Splits, check_splits
-from .exceptions import ConfigError
+from .exceptions import ConfigError, DataError
 from .metrics.accuracy import accuracy, compute_logits, per_class_accuracy
 from .metrics.divergence import js_to_retrain, kl_to_retrain
 from .metrics.mia import (
@@ -33,19 +33,38 @@ from .metrics.mia import (
     prediction_entropy,
     true_label_confidence,
 )
+from .metrics.recovery import (
+    RecoveryConfig,
+    audit_slices,
+    batchnorm_layers,
+    reestimate_batchnorm,
+    relearn,
+)
 from .metrics.sensitivity import sensitivity_diagnostics, subsample_indices
 from .registry import did_you_mean
 from .utils import hash_arrays, to_jsonable
 
-#: Metric groups `evaluate(metrics=...)` accepts; "mia" = the three attacks.
+#: Metric groups `evaluate(metrics=...)` accepts; "mia" = the three attacks; "recovery" = the
+#: BatchNorm re-estimation and relearning audits (`mumis.metrics.recovery`).
 METRIC_GROUPS = ("accuracy", "mia", "mia_efficacy", "mia_entropy", "mia_loss", "divergence",
-                 "sensitivity")
+                 "sensitivity", "recovery")
 #: What `evaluate` computes by default ("divergence" only when a reference is given).
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "mia", "divergence", "sensitivity")
 #: Scalar metric keys in display order (EVALUATION.md names).
 METRIC_KEYS = ("forget_acc", "unlearn_acc", "retain_acc", "test_acc", "test_remaining_acc",
                "test_forgotten_acc", "mia_efficacy", "mia_entropy", "mia_loss_acc",
-               "mia_loss_auc", "kl_to_retrain", "js_to_retrain")
+               "mia_loss_auc", "kl_to_retrain", "js_to_retrain",
+               *(f"{a}_{k}" for a in ("bn_reestimated", "relearn")
+                 for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")))
+#: The accuracies each recovery audit measures (prefixed with `bn_reestimated_` / `relearn_`);
+#: test_remaining / test_forgotten only for class-wise and sub-class forgetting.
+RECOVERY_ACCURACIES = ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")
+#: gap_recovery: mean abs difference to retrain over these (where both models have them; the
+#: BatchNorm keys are n/a on a model without BatchNorm), class-wise / sub-class and random.
+GAP_RECOVERY_CLASSWISE = ("bn_reestimated_test_forgotten_acc", "relearn_test_forgotten_acc")
+GAP_RECOVERY_RANDOM = ("bn_reestimated_forget_acc", "relearn_forget_acc")
+RECOVERY_ORIENTATION = ("ideal = the retrained model's value under the same audit; a value above "
+                        "it means forgotten knowledge came back")
 #: MU-Mis paper's Avg. Gap, class-wise / sub-class forgetting.
 GAP_PAPER_CLASSWISE = ("test_remaining_acc", "test_forgotten_acc", "test_acc")
 #: MU-Mis paper's Avg. Gap, random / index forgetting.
@@ -68,6 +87,12 @@ MEANING: dict[str, str] = {
     "js_to_retrain": "mean Jensen-Shannon to retrain on forget, nats; 0 = identical",
     "gap_paper": "MU-Mis Avg. Gap: mean abs diff over {keys}",
     "gap_salun": "SalUn Avg. Gap: mean abs diff over unlearn_acc, retain_acc, test_acc, mia_efficacy",
+    "gap_recovery": "mean abs diff to retrain over {keys} (where both are measured)",
+    **{f"bn_reestimated_{k}": f"{k} after re-estimating BatchNorm statistics on unlabelled images; "
+       "ideal = retrain's" for k in ("forget_acc", "test_acc", "test_remaining_acc",
+                                     "test_forgotten_acc")},
+    **{f"relearn_{k}": f"{k} after a short fine-tuning attack on a retain slice; ideal = retrain's"
+       for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")},
 }
 
 
@@ -104,6 +129,22 @@ def gap_salun(model: Mapping[str, Any], reference: Mapping[str, Any]) -> float |
     return gap(model, reference, GAP_SALUN)
 
 
+def gap_recovery_keys(classwise: bool) -> tuple[str, ...]:
+    """The audited accuracies gap_recovery may average over, for this kind of forgetting."""
+    return GAP_RECOVERY_CLASSWISE if classwise else GAP_RECOVERY_RANDOM
+
+
+def gap_recovery(
+    model: Mapping[str, Any], reference: Mapping[str, Any], *, classwise: bool
+) -> float | None:
+    """Mean abs difference to retrain of the forgotten data's accuracy after each recovery audit
+    (`gap_recovery_keys`), over the keys both have finite (the BatchNorm audit is n/a without
+    BatchNorm); None when no audit was measured. Not part of gap_paper / gap_salun."""
+    keys = [k for k in gap_recovery_keys(classwise)
+            if _finite(model.get(k)) and _finite(reference.get(k))]
+    return gap(model, reference, keys) if keys else None
+
+
 # ----------------------------------------------------------------------------------- report
 @dataclass
 class EvaluationReport:
@@ -120,6 +161,8 @@ class EvaluationReport:
         mia_details: {"model": {key: details}, ...}: attack-set sizes, folds, notes.
         sensitivity: {"model": summary, "reference": summary} or None.
         seed: seed of every subsample.
+        recovery: the recovery audits' settings, data and per-model notes (None when the
+            'recovery' group was not computed).
     """
 
     model: dict[str, float]
@@ -133,6 +176,7 @@ class EvaluationReport:
     sensitivity: dict[str, Any] | None
     seed: int
     fingerprint: str = ""
+    recovery: dict[str, Any] | None = None
     # Kept for reuse as a reference and for plots; never serialised.
     forget_logits: torch.Tensor | None = field(default=None, repr=False)
     sensitivity_values: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -171,6 +215,12 @@ class EvaluationReport:
     def gap_salun(self) -> float | None:
         return None if self.reference is None else gap_salun(self.model, self.reference)
 
+    @property
+    def gap_recovery(self) -> float | None:
+        """Recovery audits' gap to retrain (`gap_recovery`); None without a reference or audits."""
+        return None if self.reference is None else gap_recovery(
+            self.model, self.reference, classwise=self.classwise)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: `model` (+ `reference`, `diff`, `gap_paper`, `gap_salun` with a
         reference), then per-class accuracy, MIA details and orientation, sensitivity summary."""
@@ -181,14 +231,22 @@ class EvaluationReport:
             out["gap_paper"] = self.gap_paper
             out["gap_salun"] = self.gap_salun
             out["gap_paper_keys"] = list(gap_paper_keys(self.classwise))
+            if self.recovery is not None:
+                out["gap_recovery"] = self.gap_recovery
+                out["gap_recovery_keys"] = list(gap_recovery_keys(self.classwise))
         out["kind"] = self.kind
         out["sizes"] = dict(self.sizes)
         out["seed"] = self.seed
         out["per_class_acc"] = self.per_class_acc
         out["orientation"] = {k: v for k, v in ORIENTATION.items() if k in self.model}
+        if self.recovery is not None:
+            out["orientation"].update({k: RECOVERY_ORIENTATION for k in self.model
+                                       if k.startswith(("bn_reestimated_", "relearn_"))})
         out["mia_details"] = self.mia_details
         if self.sensitivity is not None:
             out["sensitivity"] = self.sensitivity
+        if self.recovery is not None:
+            out["recovery"] = self.recovery
         return to_jsonable(out)
 
     def to_markdown(self, *, model_name: str = "model", reference_name: str = "retrain") -> str:
@@ -212,10 +270,18 @@ class EvaluationReport:
                          MEANING["gap_paper"].format(keys=keys)])
             rows.append(["gap_salun", _fmt(self.gap_salun, "gap_salun"), "", "",
                          MEANING["gap_salun"]])
+            if self.recovery is not None:
+                keys = ", ".join(gap_recovery_keys(self.classwise))
+                rows.append(["gap_recovery", _fmt(self.gap_recovery, "gap_recovery"), "", "",
+                             MEANING["gap_recovery"].format(keys=keys)])
         lines.append(_markdown_table(head, rows))
         notes = [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
                  for name, dd in self.mia_details.items() for k, d in dd.items()
                  if "note" in d or "skipped" in d]
+        if self.recovery is not None:
+            notes += [f"- recovery audits: {self.recovery['summary']}"]
+            notes += [f"- {who} recovery: {n}" for who in ("model", "reference")
+                      for n in (self.recovery.get(who) or {}).get("notes", [])]
         if notes:
             lines += ["", "Notes:", *notes]
         if self.sensitivity:
@@ -291,7 +357,7 @@ def comparison_table(
     for name, r in rows.items():
         d = r.to_dict() if isinstance(r, EvaluationReport) else r
         flat = dict(d["model"]) if isinstance(d.get("model"), Mapping) else dict(d)
-        for g in ("gap_paper", "gap_salun"):
+        for g in ("gap_paper", "gap_salun", "gap_recovery"):
             if g in d and g not in flat:
                 flat[g] = d[g]
         body.append([name] + [_fmt(flat.get(k), k, precision) for k in keys])
@@ -400,6 +466,85 @@ def _evaluate_one(
     return values, per_class, details, logits
 
 
+@dataclass
+class _RecoverySpec:
+    """The recovery audits of one evaluation: settings and the retain slices (or given images)."""
+
+    cfg: RecoveryConfig
+    seed: int
+    bn_images: torch.Tensor  # (N, ...) unlabelled
+    relearn_data: Pair
+    bn_source: str
+    key: str  # identity of the settings and data, to check a reused reference report
+
+    @classmethod
+    def make(cls, splits: Splits, cfg: RecoveryConfig, seed: int,
+             images: torch.Tensor | None) -> _RecoverySpec:
+        rx, ry = splits.retain
+        bn_idx, rl_idx = audit_slices(len(ry), cfg, seed)
+        if images is None:
+            bn_images, source = rx[bn_idx], f"a seeded slice of {len(bn_idx)} retain images"
+        else:
+            if not isinstance(images, torch.Tensor) or not images.dtype.is_floating_point:
+                raise DataError("recovery_images must be a floating-point tensor of unlabelled "
+                                f"inputs shaped like the data, got {type(images).__name__}")
+            if tuple(images.shape[1:]) != tuple(rx.shape[1:]) or len(images) < 2:
+                raise DataError(f"recovery_images must hold at least 2 inputs of shape "
+                                f"{tuple(rx.shape[1:])}; got a tensor of shape {tuple(images.shape)}")
+            bn_images, source = images, f"{len(images)} images given by the caller"
+        key = hash_arrays(str(sorted(cfg.to_dict().items())), seed, bn_images, rl_idx)
+        return cls(cfg, seed, bn_images, (rx[rl_idx], ry[rl_idx]), source, key)
+
+    def describe(self) -> dict[str, Any]:
+        c = self.cfg
+        summary = (
+            f"BatchNorm running statistics reset and re-estimated (cumulative average, BatchNorm "
+            f"layers in train mode, no gradient, no weight change) on {self.bn_source}; relearning "
+            f"attack: {c.relearn_steps} SGD steps (lr {c.relearn_lr:g}, momentum "
+            f"{c.relearn_momentum:g}, batch {c.relearn_batch_size}, seed {self.seed}) of "
+            f"cross-entropy fine-tuning on {len(self.relearn_data[1])} labelled retain samples, "
+            "BatchNorm in train mode, dropout off; the same for the model and the reference")
+        return {"summary": summary, "settings": c.to_dict(), "seed": self.seed,
+                "bn_data": self.bn_source, "relearn_samples": len(self.relearn_data[1]),
+                "key": self.key}
+
+
+def _audited_accuracies(audited: nn.Module, splits: Splits, prefix: str,
+                        batch_size: int) -> dict[str, float]:
+    logits = _Logits(audited, splits, batch_size)
+    names = ("forget", "test", "test_remaining", "test_forgotten")[:4 if splits.classwise else 2]
+    return {f"{prefix}_{n}_acc": accuracy(logits(n), getattr(splits, n)[1]) for n in names}
+
+
+def _recovery(model: nn.Module, splits: Splits, spec: _RecoverySpec,
+              batch_size: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """The recovery audits of one model: accuracies after each, and notes (n/a, stops, time)."""
+    import time
+
+    c = spec.cfg
+    n_bn = len(batchnorm_layers(model))
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    bn_model = reestimate_batchnorm(model, spec.bn_images, batch_size=c.bn_batch_size)
+    if bn_model is None:
+        names = ("forget", "test", "test_remaining", "test_forgotten")[:4 if splits.classwise else 2]
+        values = {f"bn_reestimated_{n}_acc": math.nan for n in names}
+        notes.append("no BatchNorm layer with running statistics: bn_reestimated_* are n/a")
+    else:
+        values = _audited_accuracies(bn_model, splits, "bn_reestimated", batch_size)
+        del bn_model
+    t1 = time.perf_counter()
+    x, y = spec.relearn_data
+    out = relearn(model, x, y, steps=c.relearn_steps, lr=c.relearn_lr,
+                  momentum=c.relearn_momentum, batch_size=c.relearn_batch_size, seed=spec.seed)
+    if out.note:
+        notes.append(f"relearning attack: {out.note}")
+    values.update(_audited_accuracies(out.model, splits, "relearn", batch_size))
+    t2 = time.perf_counter()
+    return values, {"batchnorm_layers": n_bn, "relearn_steps": out.steps, "notes": notes,
+                    "bn_time_s": t1 - t0, "relearn_time_s": t2 - t1}
+
+
 def evaluate(
     model: nn.Module,
     splits: Splits,
@@ -409,6 +554,8 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 256,
     sensitivity_samples: int = 500,
+    recovery: RecoveryConfig | dict[str, Any] | None = None,
+    recovery_images: torch.Tensor | None = None,
 ) -> EvaluationReport:
     """Evaluate an (unlearned) model on a scenario's splits, against the retrained reference.
 
@@ -421,17 +568,26 @@ def evaluate(
             benchmark evaluates the reference once (its kept forget-set logits give the
             divergences).
         metrics: groups to compute, from `METRIC_GROUPS` ('accuracy', 'mia' = 'mia_efficacy' +
-            'mia_entropy' + 'mia_loss', 'divergence', 'sensitivity') or 'all'. 'divergence'
-            is computed only when a reference is given.
+            'mia_entropy' + 'mia_loss', 'divergence', 'sensitivity', 'recovery') or 'all'.
+            'divergence' is computed only when a reference is given. 'recovery' runs the
+            BatchNorm re-estimation and relearning audits (`mumis.metrics.recovery`) on copies
+            of the model and of the reference: `bn_reestimated_*` and `relearn_*` accuracies
+            (forget, test, and class-wise test_remaining / test_forgotten), and `gap_recovery`.
         seed: seed of the loss attack's subsampling and folds and of the sensitivity subsample.
         batch_size: samples per forward pass.
         sensitivity_samples: samples per split (forget, retain, test) for the sensitivity
             diagnostics.
+        recovery: settings of the recovery audits (`RecoveryConfig` or a dict of its fields;
+            default: 600 retain images for BatchNorm, 30 SGD steps at lr 0.01, momentum 0.9,
+            batch 64 on 1000 retain samples).
+        recovery_images: unlabelled held-out images for the BatchNorm re-estimation instead
+            of the seeded retain slice.
     Returns:
         EvaluationReport; `to_dict()` gives the EVALUATION.md keys, `to_markdown()` a table.
     Raises:
-        ConfigError: unknown metric group, or a reference report made on other splits or
-            without the metrics asked for.
+        ConfigError: unknown metric group, a bad recovery setting, or a reference report made
+            on other splits, without the metrics asked for or with other recovery settings.
+        DataError: recovery_images not shaped like the data.
         ModelError: a model does not return (N, K) logits.
     """
     check_splits(splits)  # a Splits that forgets something (a tuple gets a clear error)
@@ -439,6 +595,11 @@ def evaluate(
     fingerprint = _fingerprint(splits)
     values, per_class, details, logits = _evaluate_one(model, splits, groups, seed=seed,
                                                         batch_size=batch_size)
+    spec = None
+    if "recovery" in groups:
+        spec = _RecoverySpec.make(splits, RecoveryConfig.of(recovery), seed, recovery_images)
+        audit_values, audit_notes = _recovery(model, splits, spec, batch_size)
+        values.update(audit_values)
     forget_logits = logits("forget")  # kept: this report may serve as a reference later
     report = EvaluationReport(
         model=values, reference=None, kind=splits.kind, classwise=splits.classwise,
@@ -451,6 +612,7 @@ def evaluate(
         per_class_acc={"model": per_class} if per_class else {},
         mia_details={"model": details} if details else {}, sensitivity=None, seed=seed,
         fingerprint=fingerprint, forget_logits=forget_logits,
+        recovery=None if spec is None else {**spec.describe(), "model": audit_notes},
     )
     sens_splits = {"forget": splits.forget, "retain": splits.retain, "test": splits.test}
     if "accuracy" in groups:
@@ -474,7 +636,12 @@ def evaluate(
         if missing:
             raise ConfigError(f"the reference report lacks {', '.join(missing)}; evaluate the "
                               "reference with the same metrics")
+        if spec is not None and (ref.recovery or {}).get("key") != spec.key:
+            raise ConfigError("the reference report's recovery audits used other settings or "
+                              "data; evaluate the reference with the same recovery settings")
         ref_values = {k: ref.model[k] for k in values}
+        if spec is not None and report.recovery is not None:
+            report.recovery["reference"] = (ref.recovery or {}).get("model")
         ref_forget = ref.forget_logits
         ref_per_class = ref.per_class_acc.get("model", [])
         ref_details = ref.mia_details.get("model", {})
@@ -485,6 +652,9 @@ def evaluate(
         ref_values, ref_per_class, ref_details, ref_logits = _evaluate_one(
             reference, splits, groups, seed=seed, batch_size=batch_size)
         ref_forget = ref_logits("forget")
+        if spec is not None and report.recovery is not None:
+            ref_audit, report.recovery["reference"] = _recovery(reference, splits, spec, batch_size)
+            ref_values.update(ref_audit)
         ref_sens = None
         if "sensitivity" in groups:
             rdiag = sensitivity_diagnostics(reference, sens_splits,

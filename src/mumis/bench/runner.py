@@ -11,7 +11,9 @@ DIR/records/<dataset>__<model>__<scenario>__retrain__s<seed>.json   the oracle's
 DIR/records/<dataset>__<model>__<scenario>__original__s<seed>.json  the original, not unlearned
 ```
 Records carry per-sample losses and input sensitivities on a seeded subsample of each split
-(`samples`), which the report's histograms read.
+(`samples`), which the report's histograms read, and, with the `recovery` metric group (in
+`metrics: all`), the recovery audits' accuracies in `evaluation` and `gap_recovery` (see
+`mumis.metrics.recovery`); a method's record also names its declared `batchnorm_mode`.
 Each record is written atomically when its cell finishes, so an interrupted bench loses at most
 the cell it was running; `resume=True` skips cells whose record exists (and was made from the
 same settings) and reuses every complete model directory (`meta.json` + `model.safetensors`).
@@ -278,6 +280,8 @@ def _run_group(
                 "method": label, "method_name": None,
                 "settings": read_json(run / "meta.json").get("recipe"), "evaluation": d_rep,
                 "gap_paper": d_rep.get("gap_paper", 0.0), "gap_salun": d_rep.get("gap_salun", 0.0),
+                # The oracle's own gap is 0 where it was audited (None: no recovery audits).
+                "gap_recovery": d_rep.get("gap_recovery", 0.0 if "recovery" in d_rep else None),
                 "time_s": read_json(run / "metrics.json").get("train_time_s"), "peak_mem_mb": None,
                 "steps": None, "stop_reason": None, "eval_time_s": eval_s,
                 "run_dir": str(run.relative_to(out)), "samples": rep.samples(), "created": _now()}
@@ -311,6 +315,7 @@ def _run_group(
             "method": c.entry.label, "method_name": c.entry.method,
             "settings": (done.meta.get("recipe") or {}).get("config"),
             "evaluation": rep, "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
+            "gap_recovery": rep.get("gap_recovery"), "batchnorm_mode": r.get("batchnorm_mode"),
             "time_s": r["time_s"], "peak_mem_mb": r.get("peak_mem_mb"), "steps": r["steps"],
             "stop_reason": r["stop_reason"], "eval_time_s": eval_s, "device": r.get("device"),
             "uses_retain": r.get("uses_retain"), "run_dir": str(run_dir.relative_to(out)),

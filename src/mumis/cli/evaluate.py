@@ -1,7 +1,8 @@
 """`mumis evaluate`: every EVALUATION.md metric of a run's model, against the retrained model.
 
     mumis evaluate --checkpoint runs/mumis --forget class:3 --reference runs/retrained \\
-        [--json metrics.json] [--metrics accuracy,mia,divergence,sensitivity] [--plot sens.png]
+        [--json metrics.json] [--metrics accuracy,mia,divergence,sensitivity,recovery]
+        [--recovery relearn_steps=50 ...] [--plot sens.png]
 
 The forget spec is resolved on the checkpoint's dataset with the checkpoint's split seed (or
 `--split-seed`); with `--reference` the retrained model must have been trained on exactly that
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 from ._checks import check_output_file
 
 #: What `mumis evaluate` computes unless --metrics says otherwise (README: sensitivity is opt-in).
-DEFAULT_CLI_METRICS = "accuracy,mia,divergence"
+DEFAULT_CLI_METRICS = "accuracy,mia,divergence,recovery"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="evaluate a model against the retrained one (accuracies, MIAs, gaps)",
         description="Evaluate the model of a run directory on a forget scenario: accuracies, "
                     "three membership-inference attacks, divergences and gaps to the retrained "
-                    "model, input-sensitivity diagnostics.",
+                    "model, input-sensitivity diagnostics, and recovery audits (accuracies after "
+                    "re-estimating BatchNorm statistics and after a short relearning attack).",
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory of the model")
     p.add_argument("--forget", required=True, metavar="SPEC",
@@ -44,9 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("--metrics", default=DEFAULT_CLI_METRICS, metavar="LIST",
                    help="comma-separated groups: accuracy, mia (or mia_efficacy, mia_entropy, "
-                        "mia_loss), divergence, sensitivity, or all (default: "
+                        "mia_loss), divergence, sensitivity, recovery, or all (default: "
                         f"{DEFAULT_CLI_METRICS}; add sensitivity for the MU-Mis paper's input-"
                         "sensitivity diagnostics, which --plot implies)")
+    p.add_argument("--recovery", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recovery audit setting (repeatable): bn_samples, bn_batch_size, "
+                        "relearn_samples, relearn_steps, relearn_lr, relearn_momentum, "
+                        "relearn_batch_size (defaults: 600, 200, 1000, 30, 0.01, 0.9, 64)")
     p.add_argument("--sensitivity-samples", type=int, default=500, metavar="N",
                    help="samples per split for the sensitivity diagnostics (default 500)")
     p.add_argument("--plot", metavar="FILE.png",
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metrics, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
         batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
         device=args.device, trust_model_code=args.trust_model_code,
+        recovery=parse_recovery(args.recovery),
     )
     print(report.to_markdown(model_name=names[0], reference_name=names[1]))
     if args.json:
@@ -95,6 +102,25 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(report, args.plot)
     return 0
+
+
+def parse_recovery(items: list[str]) -> dict[str, Any]:
+    """`["relearn_steps=50", ...]` -> {setting: number}, checked by `RecoveryConfig`."""
+    from ..metrics.recovery import RecoveryConfig
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        try:
+            value: Any = float(text) if key in ("relearn_lr", "relearn_momentum") else int(text)
+        except ValueError:
+            value = None
+        if not sep or value is None:
+            raise ConfigError(f"--recovery {item!r}: expected KEY=NUMBER, e.g. relearn_steps=50")
+        out[key] = value
+    RecoveryConfig.of(out)  # unknown keys and bad ranges: one line, exit 2
+    return out
 
 
 def _plot(report: Any, path: str) -> None:
@@ -127,6 +153,7 @@ def evaluate_run(
     sensitivity_samples: int = 500,
     device: str = "auto",
     trust_model_code: TrustModelCode = False,
+    recovery: dict[str, Any] | None = None,
 ) -> tuple[Any, tuple[str, str]]:
     """Load a run's model (and the reference), rebuild the split and evaluate.
 
@@ -143,6 +170,7 @@ def evaluate_run(
         device: "auto", "cpu" or "cuda[:N]".
         trust_model_code: may the runs' user model factories be imported (see
             `checkpoint.load_checkpoint`); default: refused.
+        recovery: recovery audit settings (`mumis.metrics.recovery.RecoveryConfig` fields).
     Returns:
         (EvaluationReport, (model name, reference name)) with names for the table header.
     Raises:
@@ -182,6 +210,7 @@ def evaluate_run(
     splits = make_splits(bundle, manifest)
     report = evaluate(model, splits, reference=ref_model,
                       metrics=metrics if metrics else DEFAULT_METRICS, seed=seed,
-                      batch_size=batch_size, sensitivity_samples=sensitivity_samples)
+                      batch_size=batch_size, sensitivity_samples=sensitivity_samples,
+                      recovery=recovery)
     name = str(meta.get("method") or ("original" if not meta.get("forget_spec") else "model"))
     return report, (name, ref_name)

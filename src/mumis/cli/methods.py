@@ -1,6 +1,6 @@
 """`mumis methods [NAME]`: list the registered unlearning methods, or show one method's settings.
 
-    mumis methods                 # table: name, data needs, double backward, paper
+    mumis methods                 # table: name, data needs, double backward, BatchNorm mode, paper
     mumis methods mumis           # summary, paper, data needs and every setting (default, help)
     mumis methods mumis --yaml    # the method's defaults as a commented YAML preset
 """
@@ -79,11 +79,14 @@ def _table(rows: list[list[str]], indent: str = "") -> str:
 
 
 def format_table() -> str:
-    """Every registered method: name, data needs, double backward, paper."""
-    rows = [["METHOD", "DATA NEEDS", "DOUBLE BACKWARD", "PAPER"]]
+    """Every registered method: name, data needs, double backward, BatchNorm mode, paper."""
+    rows = [["METHOD", "DATA NEEDS", "DOUBLE BACKWARD", "BATCHNORM", "PAPER"]]
     for name, cls in METHODS.items():
-        rows.append([name, cls.data_needs(), "yes" if cls.needs_double_backward else "no", cls.paper or "-"])
-    foot = "\n`mumis methods NAME` shows a method's settings; `mumis unlearn --method NAME --set key=value`."
+        rows.append([name, cls.data_needs(), "yes" if cls.needs_double_backward else "no",
+                     cls.batchnorm_mode, cls.paper or "-"])
+    foot = ("\nBATCHNORM: what the method does with BatchNorm layers (train: batch statistics, running "
+            "statistics updated; eval: running statistics used and kept).\n"
+            "`mumis methods NAME` shows a method's settings; `mumis unlearn --method NAME --set key=value`.")
     return _table(rows) + "\n" + foot
 
 
@@ -106,6 +109,7 @@ def format_method(cls: type[UnlearningMethod]) -> str:
             ["paper:", cls.paper or "-"],
             ["data needs:", cls.data_needs()],
             ["needs double backward:", "yes" if cls.needs_double_backward else "no"],
+            ["batchnorm mode:", cls.batchnorm_text()],
         ], indent="  "),
         "",
         "settings (--set KEY=VALUE, or a YAML file with --config; `--yaml` prints them as a preset):",

@@ -291,7 +291,7 @@ def unlearn_run(
             "manifest_hash": manifest.hash, "num_forget": int(len(manifest.forget)),
             "uses_retain": retain is not None, "device": str(dev), "world_size": distributed.world(),
             "checkpoint": meta["parent"], "reference": ref_path, "extra": res.extra,
-            "status": status, "weights_changed": changed,
+            "status": status, "weights_changed": changed, "batchnorm_mode": cls.batchnorm_mode,
         }
         history = [to_jsonable(row) for row in res.history]
         if stage is not None:

@@ -99,6 +99,8 @@ class BadTeacher(UnlearningMethod):
     paper = "Chundawat, Tarun, Mandal, Kankanhalli, AAAI 2023, arXiv 2205.08096"
     summary = "student distils a random (incompetent) teacher on forget and the original on retain"
     Config = BadTeacherConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "student in train mode, both teachers in eval mode (Bad Teacher code)"
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

@@ -3,6 +3,11 @@
 A method is a class with a `Config` dataclass (strict, typed, defaulted settings), declared data
 needs (`requires_retain`, `uses_train_data`) and capabilities (`needs_double_backward`), and a
 `run()` that changes the model it is handed (a copy of the caller's, made by `mumis.unlearn`).
+
+It also declares `batchnorm_mode`, what it does with BatchNorm layers (one of `BATCHNORM_MODES`;
+results on BatchNorm models depend on it), with a one-line `batchnorm_note` saying why; the
+conformance suite checks the declaration on a BatchNorm model (running statistics change iff
+the mode is not "eval").
 """
 
 from __future__ import annotations
@@ -20,6 +25,17 @@ from ..exceptions import DataError
 from ..registry import Registry
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (x, y)
+
+#: The values of `UnlearningMethod.batchnorm_mode` and what each means while the method runs.
+#: `mumis.unlearn` hands the model over in eval mode, so a method that never calls
+#: `model.train()` runs in "eval" (the default).
+BATCHNORM_MODES: dict[str, str] = {
+    "train": "train mode: BatchNorm normalises with batch statistics and updates its running "
+             "statistics on the data the method trains on",
+    "eval": "eval mode: BatchNorm uses its running statistics and never changes them",
+    "recalibrate": "forward passes in eval mode; the method re-estimates the running statistics "
+                   "itself, on data it may use",
+}
 
 
 @dataclass
@@ -60,6 +76,8 @@ class UnlearningMethod:
     Config: ClassVar[type]
     requires_retain: ClassVar[bool] = False  # needs remaining data
     needs_double_backward: ClassVar[bool] = False  # differentiates input gradients
+    batchnorm_mode: ClassVar[str] = "eval"  # a key of BATCHNORM_MODES
+    batchnorm_note: ClassVar[str] = ""  # why / where, in one line ("" = the mode's meaning)
 
     def __init__(self, **config: Any) -> None:
         self.config: Any = build_config(self.Config, config, what=f"method {self.name!r}")
@@ -72,6 +90,11 @@ class UnlearningMethod:
     def setting_docs(cls) -> dict[str, str]:
         """Per-setting help, from `field(metadata={"help": ...})`."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls.Config)}
+
+    @classmethod
+    def batchnorm_text(cls) -> str:
+        """`mode: note` for display (the mode's meaning when the class gives no note)."""
+        return f"{cls.batchnorm_mode}: {cls.batchnorm_note or BATCHNORM_MODES.get(cls.batchnorm_mode, '?')}"
 
     @classmethod
     def data_needs(cls) -> str:

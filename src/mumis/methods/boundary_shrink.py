@@ -86,6 +86,8 @@ class BoundaryShrink(UnlearningMethod):
     paper = "Chen et al., CVPR 2023, Boundary Unlearning (Boundary Shrink)"
     summary = "fine-tune the forget set on its nearest wrong labels, found by FGSM; forget data only"
     Config = BoundaryShrinkConfig
+    batchnorm_mode = "eval"
+    batchnorm_note = "fine-tunes in eval mode so a one-class forget set does not overwrite the running statistics"
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         cfg = self.config

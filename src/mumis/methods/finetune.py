@@ -41,6 +41,8 @@ class Finetune(UnlearningMethod):
     paper = "Warnecke et al., NDSS 2023, arXiv 2108.11577 (SalUn code)"
     summary = "fine-tune on the retain set with cross-entropy; catastrophic forgetting does the rest"
     Config = FinetuneConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "fine-tunes on the retain set in train mode (SalUn code): running statistics follow the retain batches"
     supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 

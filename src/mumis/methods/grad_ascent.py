@@ -45,6 +45,8 @@ class GradAscent(UnlearningMethod):
     paper = "Thudi et al., EuroS&P 2022, arXiv 2109.13398 (SalUn code)"
     summary = "gradient ascent on the forget cross-entropy; forget data only"
     Config = GradAscentConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "ascends on the forget set in train mode (SalUn code): running statistics drift towards the forget batches"
     supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

@@ -82,6 +82,8 @@ class JiT(UnlearningMethod):
     paper = "Foster et al., 2024, Zero-Shot Machine Unlearning at Scale via Lipschitz Regularization, arXiv 2402.01401"
     summary = "minimise the local Lipschitz constant of the model around each forget sample; forget data only"
     Config = JiTConfig
+    batchnorm_mode = "eval"
+    batchnorm_note = "Lipschitz steps in eval mode: running statistics untouched"
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         cfg = self.config

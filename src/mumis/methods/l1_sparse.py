@@ -57,6 +57,8 @@ class L1Sparse(UnlearningMethod):
     paper = "Jia et al., NeurIPS 2023, arXiv 2304.04934"
     summary = "fine-tune on retain with cross-entropy + a linearly decaying l1 penalty on the weights"
     Config = L1SparseConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "fine-tunes on the retain set in train mode (SalUn code): running statistics follow the retain batches"
     supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 

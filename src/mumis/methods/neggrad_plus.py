@@ -46,6 +46,8 @@ class NegGradPlus(UnlearningMethod):
     paper = "Kurmanji et al., NeurIPS 2023, arXiv 2302.09880 (SCRUB paper)"
     summary = "descend on retain cross-entropy, ascend on forget cross-entropy (weighted by alpha)"
     Config = NegGradPlusConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "forget + retain steps in train mode (SCRUB code): running statistics updated on both"
     supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
 

@@ -58,6 +58,8 @@ class RandomLabel(UnlearningMethod):
     paper = "Golatkar et al., CVPR 2020, arXiv 1911.04933 (SalUn code)"
     summary = "fine-tune on the forget set relabelled with random wrong labels; forget data only"
     Config = RandomLabelConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "fine-tunes on relabelled data in train mode (SalUn code): running statistics updated"
     supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

@@ -72,6 +72,8 @@ class Retrain(UnlearningMethod):
     paper = "exact unlearning oracle (retrain from scratch on the remaining data)"
     summary = "re-initialise the model and train it on the retain set only"
     Config = RetrainConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "re-initialises (running statistics reset) and trains from scratch in train mode"
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

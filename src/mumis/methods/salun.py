@@ -92,6 +92,8 @@ class SalUn(UnlearningMethod):
     paper = "Fan, Liu, Zhang, Wong, Wei, Liu, ICLR 2024, arXiv 2310.12508"
     summary = "random-label fine-tuning on forget + CE on retain, updating only the top-saliency weights"
     Config = SalUnConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "saliency mask in eval mode, then random-label fine-tuning in train mode (SalUn code)"
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

@@ -88,6 +88,8 @@ class SCRUB(UnlearningMethod):
     paper = "Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023, arXiv 2302.09880"
     summary = "student moves away from the original (teacher) on forget, stays close to it on retain"
     Config = SCRUBConfig
+    batchnorm_mode = "train"
+    batchnorm_note = "student in train mode for the max and min steps, teacher in eval mode (SCRUB code)"
     requires_retain = True
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

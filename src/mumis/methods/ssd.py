@@ -97,6 +97,8 @@ class SSD(UnlearningMethod):
     paper = "Foster, Schoepf, Brintrup, AAAI 2024, arXiv 2308.07707"
     summary = "dampen parameters far more important (Fisher) to the forget set than to the full training data"
     Config = SSDConfig
+    batchnorm_mode = "eval"
+    batchnorm_note = "Fisher importances in eval mode and a one-shot dampening: running statistics untouched"
     requires_retain = True  # the full training data D = forget + retain
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:

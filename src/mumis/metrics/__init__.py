@@ -20,6 +20,14 @@ from .mia import (
     salun_attack_set,
     true_label_confidence,
 )
+from .recovery import (
+    RecoveryConfig,
+    RelearnOutcome,
+    audit_slices,
+    batchnorm_layers,
+    reestimate_batchnorm,
+    relearn,
+)
 from .sensitivity import (
     SensitivityDiagnostics,
     plot_sensitivity_histograms,
@@ -33,6 +41,7 @@ __all__ = [
     "compute_logits", "entropy_attack", "eval_mode", "js_per_sample", "js_to_retrain",
     "kl_per_sample", "kl_to_retrain", "loss_attack_accuracy", "loss_attack_auc", "mia_efficacy",
     "per_class_accuracy", "per_sample_loss", "plot_sensitivity_histograms",
-    "prediction_entropy", "salun_attack_set", "sensitivity_diagnostics", "subsample_indices",
+    "prediction_entropy", "RecoveryConfig", "RelearnOutcome", "audit_slices", "batchnorm_layers",
+    "reestimate_batchnorm", "relearn", "salun_attack_set", "sensitivity_diagnostics", "subsample_indices",
     "summarize", "true_label_confidence",
 ]

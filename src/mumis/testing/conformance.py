@@ -90,6 +90,26 @@ def tiny_case() -> TinyCase:
     return copy.deepcopy(_tiny_case())
 
 
+@functools.lru_cache(maxsize=1)
+def _tiny_bn_case() -> TinyCase:
+    """The tiny case's data with a BatchNorm MLP (trained in train mode, so its running
+    statistics are real ones), for the BatchNorm mode declarations."""
+    case = _tiny_case()
+    x, y = torch.cat([case.forget[0], case.retain[0]]), torch.cat([case.forget[1], case.retain[1]])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 32), nn.BatchNorm1d(32),
+                              nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    return TinyCase(model=model, forget=case.forget, retain=case.retain)
+
+
 # --------------------------------------------------------------------------- helpers
 def fast_settings(name: str) -> dict[str, Any]:
     """Settings for a run of a few steps: generic budget keys the Config has, then per-method ones."""
@@ -380,12 +400,31 @@ def check_fast_on_tiny_data(name: str) -> None:
               "add budget keys to FAST_SETTINGS or a fast_settings() classmethod")
 
 
+def check_batchnorm_mode(name: str) -> None:
+    """`batchnorm_mode` is a key of BATCHNORM_MODES and tells the truth on a BatchNorm model:
+    the running statistics change iff the mode is not "eval"."""
+    from ..methods.base import BATCHNORM_MODES
+
+    cls = METHODS.get(name)
+    mode = cls.batchnorm_mode
+    if mode not in BATCHNORM_MODES:
+        _fail(f"{name}: batchnorm_mode {mode!r} is not one of {', '.join(BATCHNORM_MODES)}")
+    case = copy.deepcopy(_tiny_bn_case())
+    before = {k: v.clone() for k, v in case.model.state_dict().items() if "running_" in k}
+    after = _run(name, case).model.state_dict()
+    changed = not all(torch.equal(v, after[k]) for k, v in before.items())
+    if changed != (mode != "eval"):
+        did = "changed" if changed else "left"
+        _fail(f"{name}: declares batchnorm_mode {mode!r} but {did} the BatchNorm running "
+              "statistics" + ("" if changed else " unchanged"))
+
+
 #: Every check, in the order they run. Add new checks here; every method gets them.
 CHECKS: list[Callable[[str], None]] = [
     check_declaration, check_strict_config, check_config_roundtrip, check_data_needs,
     check_caller_model_untouched, check_inplace, check_state_restored_on_error,
     check_deterministic, check_global_rng_untouched, check_finite_and_changed, check_history,
-    check_result_fields, check_fast_on_tiny_data,
+    check_result_fields, check_fast_on_tiny_data, check_batchnorm_mode,
 ]
 
 
