@@ -128,7 +128,7 @@ def tune(
         CheckpointError, DataError: unreadable run directories or mismatched splits.
     """
     from .api import get_method
-    from .checkpoint import load_checkpoint, load_run_splits
+    from .checkpoint import check_model_code, load_checkpoint, load_run_splits, read_meta
     from .cli.unlearn import _check_out, resolve_method_settings, unlearn_run
     from .config import build_config, config_to_dict
     from .evaluation import evaluate
@@ -149,6 +149,8 @@ def tune(
         resolved = config_to_dict(build_config(cls.Config, {**base, **p}, what=f"method {name!r}"))
         typed.append({k: resolved[k] for k in p})
     grid = {k: _unique([t[k] for t in typed]) for k in grid}
+    for run in (checkpoint, reference):  # untrusted model code is refused before any work
+        check_model_code(read_meta(run), str(run), trust_model_code)
     dev = resolve_device(device)
     metrics = _CRITERION_METRICS[criterion]
     # unlearn_run checks that each point's split is the reference's, so these are its splits too.
