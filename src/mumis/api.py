@@ -98,6 +98,15 @@ def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y.long()
 
 
+def check_input_dtype(model: nn.Module, x: torch.Tensor, what: str) -> None:
+    """DataError when the inputs' float type is not the model's (float64 arrays from numpy are
+    the usual case), naming both and the fix."""
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+    if p is not None and x.dtype != p.dtype:
+        raise DataError(f"{what} inputs are {x.dtype} but the model's weights are {p.dtype}; convert the "
+                        f"inputs with X.to({p.dtype}) (numpy arrays are float64: torch.as_tensor(X).float())")
+
+
 def check_seed(seed: Any) -> int:
     """The seed as an int; ConfigError unless it is a non-negative integer."""
     import numbers
@@ -218,6 +227,7 @@ def unlearn(
     dev = resolve_device(device)
     fx, fy = to_tensors(forget, "forget")
     rx_ry = to_tensors(retain, "retain") if retain is not None else None
+    check_input_dtype(model, fx, "forget")
 
     target = model if inplace else copy.deepcopy(model)
     with _preserved_state(target) if inplace else contextlib.nullcontext(), \

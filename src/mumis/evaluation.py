@@ -591,6 +591,10 @@ def evaluate(
         ModelError: a model does not return (N, K) logits.
     """
     check_splits(splits)  # a Splits that forgets something (a tuple gets a clear error)
+    if reference is not None and not isinstance(reference, nn.Module | EvaluationReport):
+        raise ConfigError(f"reference must be the retrained nn.Module or its EvaluationReport, got "
+                          f"{type(reference).__name__}; for a run directory pass "
+                          "mumis.checkpoint.load_checkpoint(DIR)[0]")
     groups = _groups(metrics)
     fingerprint = _fingerprint(splits)
     values, per_class, details, logits = _evaluate_one(model, splits, groups, seed=seed,
