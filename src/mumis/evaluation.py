@@ -41,6 +41,8 @@ from .metrics.recovery import (
     relearn,
 )
 from .metrics.sensitivity import sensitivity_diagnostics, subsample_indices
+from .models.adapters import OutputKey, check_output_key
+from .models.checks import logits_model
 from .registry import did_you_mean
 from .utils import hash_arrays, to_jsonable
 
@@ -556,6 +558,7 @@ def evaluate(
     sensitivity_samples: int = 500,
     recovery: RecoveryConfig | dict[str, Any] | None = None,
     recovery_images: torch.Tensor | None = None,
+    output_key: OutputKey | None = None,
 ) -> EvaluationReport:
     """Evaluate an (unlearned) model on a scenario's splits, against the retrained reference.
 
@@ -582,13 +585,17 @@ def evaluate(
             batch 64 on 1000 retain samples).
         recovery_images: unlabelled held-out images for the BatchNorm re-estimation instead
             of the seeded retain slice.
+        output_key: where the logits are when forward() returns more than a tensor (for the
+            model and a reference model): an int index, a dict key or attribute name, or a
+            function `output -> logits`, as in `mumis.unlearn`.
     Returns:
         EvaluationReport; `to_dict()` gives the EVALUATION.md keys, `to_markdown()` a table.
     Raises:
         ConfigError: unknown metric group, a bad recovery setting, or a reference report made
             on other splits, without the metrics asked for or with other recovery settings.
         DataError: recovery_images not shaped like the data.
-        ModelError: a model does not return (N, K) logits.
+        ModelError: a model does not take the split's inputs or return (N, K) logits with
+            one column per class (one line naming the shapes, before any work).
     """
     check_splits(splits)  # a Splits that forgets something (a tuple gets a clear error)
     if reference is not None and not isinstance(reference, nn.Module | EvaluationReport):
@@ -596,6 +603,12 @@ def evaluate(
                           f"{type(reference).__name__}; for a run directory pass "
                           "mumis.checkpoint.load_checkpoint(DIR)[0]")
     groups = _groups(metrics)
+    check_output_key(output_key)
+    probe_x = splits.forget[0]  # non-empty: check_splits
+    model = logits_model(model, probe_x, output_key=output_key, num_classes=splits.num_classes)
+    if isinstance(reference, nn.Module):
+        reference = logits_model(reference, probe_x, output_key=output_key,
+                                 num_classes=splits.num_classes, name="reference")
     fingerprint = _fingerprint(splits)
     values, per_class, details, logits = _evaluate_one(model, splits, groups, seed=seed,
                                                         batch_size=batch_size)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from ..exceptions import DataError, ModelError, MumisError
+from ..exceptions import ConfigError, DataError, ModelError, MumisError
 from .adapters import OutputKey, auto_key, describe_key, no_key_error, select_logits, wrap
 
 _FIX = "construct activations with inplace=False (e.g. nn.ReLU() rather than nn.ReLU(inplace=True))"
@@ -162,9 +163,12 @@ def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: Outp
                     )
                 grads = torch.autograd.grad(g.pow(2).sum(), params, allow_unused=True)
         except RuntimeError as e:
+            msg = str(e).splitlines()[0].split(" Hint:")[0].rstrip(".")
+            missing = re.search(r"derivative for aten::(\w+?)_backward is not implemented", msg)
+            if missing:  # e.g. Hardsigmoid: torch has no second derivative for it
+                raise ModelError(_no_second_derivative(model, missing.group(1), msg)) from None
             culprit = overwritten()
             where = f" (output of {culprit} was modified in place afterwards)" if culprit else ""
-            msg = str(e).splitlines()[0].split(" Hint:")[0].rstrip(".")
             raise ModelError(f"double backward through the model failed{where}: {msg}; {_FIX_FORWARD}") from None
         finally:
             for h in handles:
@@ -172,6 +176,15 @@ def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: Outp
     if all(gr is None for gr in grads):
         raise ModelError("second-order gradients reach no parameter; check that forward() does not "
                          "detach tensors")
+
+
+def _no_second_derivative(model: nn.Module, op: str, msg: str) -> str:
+    """The message for an operation torch cannot differentiate twice, naming its modules."""
+    mods = [_label(n, m) for n, m in model.named_modules() if type(m).__name__.lower() == op.replace("_", "")]
+    where = f" at {', '.join(mods)}" if mods else ""
+    return (f"double backward through the model failed{where}: torch has no second derivative of "
+            f"{op} ({msg}); replace it with a twice-differentiable operation (e.g. nn.Hardsigmoid "
+            "by nn.Sigmoid), or choose a method that does not need double backward (`mumis methods`)")
 
 
 def _logits_of(out: object, key: OutputKey | None, n: int) -> torch.Tensor:
@@ -278,10 +291,13 @@ def probe_model(
         (logits (n, K), the key to wrap the model with: `output_key`, 'logits' for an output
         object with a `.logits` tensor (Hugging Face style), or None for a tensor output).
     Raises:
+        ConfigError: `model` is not an nn.Module.
         ModelError: the forward fails (naming the module and shapes), a non-tensor output
             without a key, logits not (n, K), or K differs from `num_classes`.
         DataError: `labels` go beyond the K logits.
     """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device = next((p.device for p in model.parameters()), None)
     if device is None:
         device = next((b.device for b in model.buffers()), torch.device("cpu"))
