@@ -82,7 +82,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if out is None:
             raise ConfigError(f"{name} must be a number, got {value!r}")
         if not math.isfinite(out):  # inf / nan would only surface later as a diverged run
-            raise ConfigError(f"{name} must be a finite number, got {value!r}; for example {name}=0.001")
+            raise ConfigError(f"{name} must be a finite number, got {value!r}; give a number such as 0.001")
         return out
     if tp is str:
         if isinstance(value, str):

@@ -40,8 +40,9 @@ def check_output_file(path: str | Path | None, flag: str) -> None:
         return
     p = Path(path)
     if str(path).strip() == "" or p.is_dir() or str(path).endswith(os.sep):
+        example = "metrics.json" if flag == "--json" else "sensitivity.png" if flag == "--plot" else "FILE"
         raise ConfigError(f"{flag} {str(path)!r} is a folder (or empty); give a file name, "
-                          f"e.g. {flag} out.json")
+                          f"e.g. {flag} {example}")
     if p.exists() and not os.access(p, os.W_OK):
         raise ConfigError(f"{flag} {str(path)!r} exists and is read-only; choose another {flag}")
     _probe_folder(_nearest_existing(p.parent), flag, p)

@@ -85,6 +85,8 @@ def parse_forget_spec(text: str) -> ForgetSpec:
 def read_index_file(path: str | Path) -> np.ndarray:
     """Read integer indices from a text file (whitespace/comma separated) or a `.npy` file."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"index file {str(p)!r} is a folder; give a text file (or .npy) of integer indices")
     if not p.is_file():
         raise DataError(f"index file {str(p)!r} not found; give a text file of integer indices")
     if p.suffix == ".npy":

@@ -49,6 +49,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(
             f"dataset 'npz': {str(path)!r} is not a file; pass --data-dir pointing at {_WHAT}"
         )
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if not zipfile.is_zipfile(path) and magic != b"\x93NUMPY":
+        raise DataError(f"{str(path)!r} is not an .npz archive (not a zip file); save {_WHAT} with numpy.savez")
     try:
         loaded = np.load(path, allow_pickle=False)  # object arrays would need pickle: refused
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -83,7 +87,10 @@ def _images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
     if x.dtype.kind != "f":
         raise DataError(f"{where} has dtype {x.dtype}; expected uint8 or float pixels")
     out = np.ascontiguousarray(x, dtype=np.float32)
-    if out.size and not (np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0):
+    bad = int(out.size - np.isfinite(out).sum())
+    if bad:
+        raise DataError(f"{where} holds {bad} NaN or inf pixels; clean or drop those images")
+    if out.size and not (out.min() >= 0.0 and out.max() <= 1.0):
         raise DataError(
             f"{where}: float pixels must lie in [0, 1], got {np.nanmin(out)}..{np.nanmax(out)} "
             "(or non-finite values); divide by 255 or store uint8"
