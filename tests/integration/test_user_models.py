@@ -250,3 +250,35 @@ def test_cli_unlearn_records_the_switched_modules_in_result_json(tmp_path: Path,
                  "--trust-model-code", "--set", "max_steps=2", "--out", "unl"]) == 0
     result = json.loads((tmp_path / "unl" / "result.json").read_text())
     assert result["extra"]["inplace_converted"] == RELUS
+
+
+class _TupleOut(nn.Module):
+    """The conformance suite's tiny MLP, returning (logits, flat input) like a two-headed model."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), x.flatten(1)
+
+
+@pytest.mark.parametrize("method", mumis.list_methods())
+def test_every_method_sees_plain_logits_of_a_tuple_model_with_inplace_relus(method: str):
+    from mumis.testing.conformance import fast_settings, tiny_case
+
+    case = tiny_case()
+    relus = [m for m in case.model.modules() if isinstance(m, nn.ReLU)]
+    assert relus
+    for m in relus:
+        m.inplace = True
+    user = _TupleOut(case.model)
+    snap = _snapshot(user)
+    retain = case.retain if mumis.get_method(method).requires_retain else None
+    res = mumis.unlearn(user, case.forget, method=method, retain=retain, device="cpu", output_key=0,
+                        **fast_settings(method))
+    assert _same(user, snap)
+    assert type(res.model) is _TupleOut and res.extra["output_key"] == "0"
+    assert res.extra["inplace_converted"] == find_inplace_modules(user)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert any(not torch.equal(v, snap[0][k]) for k, v in res.model.state_dict().items())
