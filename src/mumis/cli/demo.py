@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,16 @@ OTHER_COLUMNS = (("mia_efficacy", "mia_eff"), ("mia_entropy", "mia_ent"), ("mia_
                  ("gap_paper", "gap_paper"), ("gap_salun", "gap_salun"), ("time_s", "time_s"))
 COLUMNS = tuple(k for k, _ in ACCURACY_COLUMNS + OTHER_COLUMNS)
 LEGEND = """\
-Accuracies in %: forget / retain = training images forgotten / kept; test_kept /
-test_forgot = test images of the kept / forgotten classes. mia_eff: SalUn's attack
-(higher = more forgotten); mia_ent: SSD's entropy attack (lower = more forgotten);
-loss_auc: loss attack AUC (closer to retrain = better).
-How to read the gaps: gap_paper 0.20 means the model's accuracies are on average 0.20
-percentage points away from the retrained model's (0 = as if trained without the
-forget set; the original row shows what doing nothing scores). gap_salun averages
-over forget, retain, test accuracy and mia_eff. time_s: training time for retrain
-and original, unlearning time for the method."""
+Accuracies in %: forget / retain = training images forgotten / kept; test_kept
+/ test_forgot = test images of the kept / forgotten classes. mia_eff: SalUn's
+attack (higher = more forgotten); mia_ent: SSD's entropy attack (lower = more
+forgotten); loss_auc: loss attack AUC (closer to retrain = better).
+How to read the gaps: gap_paper 0.20 means the model's accuracies are on
+average 0.20 percentage points away from the retrained model's (0 = as if
+trained without the forget set; the original row shows what doing nothing
+scores). gap_salun averages over forget, retain, test accuracy and mia_eff.
+time_s: training time for retrain and original, unlearning time for the
+method."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -148,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
         tables[1],
         "",
         LEGEND,
-        f"{args.method}: {res['steps']} steps, stopped: {res['stop_reason']}; used no remaining data.",
-        f"Run directories in {out}/ (original, retrained, {args.method}); total {time.perf_counter() - t0:.1f} s.",
+        *textwrap.wrap(f"{args.method}: {res['steps']} steps, stopped: {res['stop_reason']}; used no "
+                       "remaining data.", 78),
+        *textwrap.wrap(f"Run directories in {out}/ (original, retrained, {args.method}); total "
+                       f"{time.perf_counter() - t0:.1f} s.", 78),
     ]
     text = "\n".join(lines)
     print(text)
