@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     for cols in (ACCURACY_COLUMNS, OTHER_COLUMNS):
         shown = [(k, h) for k, h in cols if any(flat[n].get(k) is not None for n in flat)]
         short = {n: {h: row.get(k) for k, h in shown} for n, row in flat.items()}
-        tables.append(comparison_table(short, [h for _, h in shown], fmt="plain"))
+        table = comparison_table(short, [h for _, h in shown], fmt="plain")
+        tables.append("\n".join(line.rstrip() for line in table.splitlines()))
     res = unlearned.result
     lines = [
         f"mumis demo: {args.dataset}, {args.model}, forget {args.forget}, {args.method}, seed {args.seed}",
