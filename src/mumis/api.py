@@ -19,7 +19,7 @@ from .config import config_to_dict
 from .exceptions import ConfigError, DataError
 from .methods import METHODS, RunContext, UnlearningMethod
 from .methods.base import check_labels
-from .models.adapters import OutputKey, check_output_key, describe_key, unwrap, wrap
+from .models.adapters import OutputKey, check_output_key, describe_key, wrap
 from .models.checks import out_of_place_activations, probe_model
 from .utils import make_generator, resolve_device, sync
 
@@ -278,6 +278,6 @@ def unlearn(
     if key is not None:
         extra["output_key"] = describe_key(key)
     return UnlearnResult(
-        model=unwrap(runner), method=method, config=config_to_dict(algo.config), history=out.history,
+        model=target, method=method, config=config_to_dict(algo.config), history=out.history,
         time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=extra,
     )

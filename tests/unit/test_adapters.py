@@ -274,3 +274,12 @@ def test_evaluate_shape_errors_come_before_any_work():
 
     with pytest.raises(ModelError, match=r"^reference: the model returned a dict with keys \{'a'"):
         mumis.evaluate(good, splits, reference=DictOut())
+
+
+def test_a_users_own_adapter_comes_back_as_given():
+    torch.manual_seed(0)
+    user = LogitsAdapter(_Dict(), "scores")  # e.g. what a CLI model factory returns
+    x, y = torch.rand(6, 4), torch.full((6,), 2)
+    res = mumis.unlearn(user, (x, y), device="cpu", max_steps=2)
+    assert type(res.model) is LogitsAdapter and type(res.model.model) is _Dict
+    assert "output_key" not in res.extra
