@@ -189,6 +189,26 @@ def check_overwritable(
                           "it yourself or choose another --out")
 
 
+def check_outside(path: str | Path | None, flag: str, protected: Iterable[str | Path | None]) -> None:
+    """Refuse an output file (`--json`, `--plot`) that is, or lies inside, a path this run reads.
+
+    Writing `--json runs/original/meta.json` would silently corrupt the checkpoint being read.
+
+    Raises:
+        ConfigError: one line naming the flag and the path it would write into.
+    """
+    if path is None:
+        return
+    real = _real(path)
+    for p in protected:
+        if p is None or str(p) == "":
+            continue
+        rp = _real(p)
+        if real == rp or rp in real.parents:
+            raise ConfigError(f"{flag} {str(path)!r} would write into {str(p)!r}, which this run reads; "
+                              f"choose a {flag} path outside it")
+
+
 @contextlib.contextmanager
 def staged_run_dir(out: str | Path, *, overwrite: bool = False, kind: OutputKind = "run") -> Iterator[Path]:
     """Yield a staging folder that becomes `out` only if the block succeeds.

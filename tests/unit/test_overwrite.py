@@ -19,7 +19,7 @@ import pytest
 from mumis.checkpoint import FORMAT
 from mumis.cli import main
 from mumis.exceptions import ConfigError
-from mumis.utils import check_overwritable, staged_run_dir
+from mumis.utils import check_outside, check_overwritable, staged_run_dir
 
 
 def fake_run(d: Path, *extra: str) -> Path:
@@ -284,3 +284,38 @@ def test_train_replaces_a_genuine_earlier_run(work: Path, capsys: pytest.Capture
     assert main([*argv[:-2], "--seed", "1", "--overwrite", "--out", str(out)]) == 0
     assert json.loads((out / "meta.json").read_text())["seed"] == 1 != first["seed"]
     assert (work / "notes.txt").read_text() == "mine" and not list(out.parent.glob(".*partial*"))
+
+
+# --------------------------------------------------------------------------- --json / --plot
+def test_check_outside(work: Path) -> None:
+    ckpt = fake_run(work / "runs" / "original")
+    check_outside(None, "--json", [ckpt])
+    check_outside(work / "runs" / "m.json", "--json", [ckpt, None])  # beside the run is fine
+    for path in (ckpt / "meta.json", ckpt / "new.json", ckpt, _link(work / "lnk", ckpt) / "meta.json"):
+        with pytest.raises(ConfigError, match="would write into .*which this run reads"):
+            check_outside(path, "--json", [None, ckpt])
+
+
+EVAL_OUTPUTS: list[tuple[str, list[str], str]] = [
+    ("json-into-checkpoint", ["--json", "runs/original/meta.json"], "runs/original/meta.json"),
+    ("json-new-file-in-checkpoint", ["--json", "runs/original/m.json"], "runs/original/meta.json"),
+    ("plot-into-reference", ["--reference", "runs/retrained", "--plot", "runs/retrained/s.png"],
+     "runs/retrained/meta.json"),
+    ("json-is-the-indices-file", ["--forget", "indices:idx.txt", "--json", "idx.txt"], "idx.txt"),
+    ("json-is-the-data-file", ["--data-dir", "d.npz", "--json", "d.npz"], "d.npz"),
+]
+
+
+@pytest.mark.parametrize("case, extra, kept", EVAL_OUTPUTS, ids=[c[0] for c in EVAL_OUTPUTS])
+def test_evaluate_never_writes_into_what_it_reads(work: Path, capsys: pytest.CaptureFixture[str], case: str,
+                                                  extra: list[str], kept: str) -> None:
+    fake_run(work / "runs" / "original")
+    fake_run(work / "runs" / "retrained")
+    (work / "idx.txt").write_text("1\n2\n")
+    (work / "d.npz").write_bytes(b"data")
+    before = snapshot(work)
+    argv = ["-q", "evaluate", "--checkpoint", "runs/original", "--forget", "class:3", "--device", "cpu"]
+    assert main([*argv, *extra]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "which this run reads" in err[0], err
+    assert snapshot(work) == before and (work / kept).exists()

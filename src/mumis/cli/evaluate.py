@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError
+from ..utils import check_outside
 from ._common import add_trust_model_code
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     # Checked before the evaluation runs, so a bad path does not cost the whole evaluation.
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot")
+    reads = [args.checkpoint, args.reference, args.data_dir, args.forget.partition("indices:")[2] or None]
+    for flag in ("--json", "--plot"):  # never into the runs or data being read
+        check_outside(getattr(args, flag[2:]), flag, reads)
     if args.plot and not str(args.plot).lower().endswith((".png", ".pdf", ".svg")):
         raise ConfigError(f"--plot {args.plot!r}: give an image file name ending in .png, .pdf or .svg")
     report, names = evaluate_run(
