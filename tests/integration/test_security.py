@@ -436,3 +436,13 @@ def test_console_script(evil: Runs, tmp_path: Path) -> None:
     p = mumis("-q", "train", "--epochs", "1", "--out", ".", "--overwrite", cwd=work)
     assert p.returncode == 2 and "working directory" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert [f.name for f in work.iterdir()] == ["thesis.tex"]
+
+
+@pytest.mark.slow
+def test_demo_names_the_factory_itself(evil: Runs, tmp_path: Path) -> None:
+    # --model on the demo's command line is the opt-in for the three runs it makes and loads
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "--dataset", "digits@600/300", "--model", "payload:net", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert (evil.original / "PWNED").exists()
+    assert json.loads((out / "mumis" / "meta.json").read_text())["model"]["name"] == "payload:net"
