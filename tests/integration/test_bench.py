@@ -59,6 +59,10 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert {"mia_efficacy", "mia_entropy", "mia_loss_auc", "kl_to_retrain"} <= set(ev["model"])
         assert ("test_remaining_acc" in ev["model"]) == (r["scenario"] == "class:3")
         assert r["time_s"] > 0 and r["steps"] >= 1 and r["stop_reason"]
+        # recovery audits: the keys, their gap at top level, the method's BatchNorm mode
+        assert {"bn_reestimated_forget_acc", "relearn_forget_acc", "relearn_test_acc"} <= set(ev["model"])
+        assert r["gap_recovery"] == ev["gap_recovery"] is not None
+        assert r["batchnorm_mode"] == ("eval" if r["method"] == "mumis" else "train")
         assert r["uses_retain"] == (r["method"] == "finetune")  # forget-only methods never see retain
         assert set(p.name for p in (out / r["run_dir"]).iterdir()) >= RUN_FILES
         # the oracle report is the one every cell of the scenario was compared with
@@ -74,6 +78,9 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert o["evaluation"]["reference"] == ref["evaluation"]["model"] | {"kl_to_retrain": 0.0,
                                                                            "js_to_retrain": 0.0}
         assert o["run_dir"] == "models/digits/mlp/s0/original-fine" and o["gap_paper"] > 0
+        if o["scenario"] == "class:3":  # the original never forgot the class: far from retrain
+            assert o["gap_recovery"] > 50
+    assert all(x["gap_recovery"] == 0.0 for x in refs)
     assert originals[0]["evaluation"]["model"]["test_acc"] == originals[1]["evaluation"]["model"]["test_acc"]
     models = out / "models" / "digits" / "mlp" / "s0"
     assert sorted(p.name for p in models.iterdir()) == ["original-fine", "retrain-class-3", "retrain-random-0.1"]
@@ -93,8 +100,10 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
             rec = recs[f"digits__mlp__class-3__{cells[0]}__s0"]
             model = rec["evaluation"]["model"]
             assert cells[1:4] == [f"{model[k]:.2f}" for k in ("test_forgotten_acc", "test_remaining_acc", "test_acc")]
-            assert cells[4:8] == [f"{v:.2f}" for v in (model["mia_efficacy"], rec["gap_paper"], rec["gap_salun"],
-                                                        rec["time_s"])]
+            assert cells[4:7] == [f"{v:.2f}" for v in (model["mia_efficacy"], rec["gap_paper"], rec["gap_salun"])]
+            # the recovery audits (metrics: all), then the time; the MLP has no BatchNorm
+            assert cells[7:] == ["n/a", f"{model['relearn_test_forgotten_acc']:.2f}",
+                                 f"{rec['gap_recovery']:.2f}", f"{rec['time_s']:.2f}"]
 
 
 def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -240,3 +240,32 @@ def test_dynamics_of_every_mumis_variant_in_row_order(bench_dir: Path) -> None:
     assert [r["label"] for r in runs["mumis"]] == ["seed 0", "seed 1", "seed 2"]
     assert runs["published"][0]["history"] == [{"step": 0, "loss": 3.0, "forget_acc": 100.0}]
     assert runs["published"][0]["stop_step"] == 10
+
+
+def test_recovery_columns_and_panel(bench_dir: Path) -> None:
+    """Records with the recovery audits get their columns (before the time) and a bar panel."""
+    from mumis.reporting import plots
+
+    for f in sorted((bench_dir / "records").glob("*class-3*.json")):
+        r = json.loads(f.read_text())
+        came_back = 0.0 if r["method"] == "retrain" else 90.0 + r["seed"]
+        r["evaluation"]["model"].update({"bn_reestimated_test_forgotten_acc": came_back,
+                                         "relearn_test_forgotten_acc": came_back / 2})
+        r["gap_recovery"] = (came_back + came_back / 2) / 2
+        atomic_write_json(f, r)
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    rnd, cls = build_tables(_records(bench_dir), bench)
+    assert [k for k, _ in rnd.columns][3:] == ["mia_efficacy", "gap_paper", "gap_salun", "time_s"]
+    assert [k for k, _ in cls.columns][3:] == [
+        "mia_efficacy", "gap_paper", "gap_salun", "bn_reestimated_test_forgotten_acc",
+        "relearn_test_forgotten_acc", "gap_recovery", "time_s"]
+    cells = _md_tables(to_markdown([cls]))[next(iter(_md_tables(to_markdown([cls]))))]
+    assert cells["retrain"][6:9] == ["0.00 ± 0.00"] * 3
+    assert cells["mumis"][6:9] == ["91.00 ± 1.00", "45.50 ± 0.50", "68.25 ± 0.75"]
+    assert "gap_recovery_mean" in to_csv([rnd, cls]).splitlines()[0]
+    if plots.available():
+        assert plots.has_recovery(cls) and not plots.has_recovery(rnd)
+        assert plots.recovery_chart(cls)[:8] == b"\x89PNG\r\n\x1a\n"
+        page = (bench_dir / "report" / "report.html")
+        write_report(bench_dir, formats=("html",))
+        assert "recovery audits per method, digits / mlp / class:3" in page.read_text()

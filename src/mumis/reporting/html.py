@@ -90,8 +90,9 @@ def table_samples(records: list[dict[str, Any]], table: Table) -> dict[str, dict
 
 def render_html(out: str | Path, tables: list[Table], records: list[dict[str, Any]], *,
                 title: str = "mumis bench", precision: int = 2) -> str:
-    """The page: per table the numbers, a bar chart of accuracies and gaps, input-sensitivity
-    histograms, membership-inference score distributions and MU-Mis dynamics.
+    """The page: per table the numbers, a bar chart of accuracies and gaps, the recovery audits
+    (when the records have them), input-sensitivity histograms, membership-inference score
+    distributions and MU-Mis dynamics.
 
     Args:
         out: the bench directory (its runs' history files feed the dynamics plots).
@@ -121,6 +122,8 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
                   table_html(t, precision)]
         if have_plots:
             parts.append(_img(plots.accuracy_gap_chart(t), f"accuracy and gap per method, {t.title}"))
+            if plots.has_recovery(t):
+                parts.append(_img(plots.recovery_chart(t), f"recovery audits per method, {t.title}"))
             samples = table_samples(records, t)
             if samples:
                 parts.append(_img(plots.sensitivity_chart(t.title, samples),

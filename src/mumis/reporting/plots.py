@@ -69,6 +69,50 @@ def accuracy_gap_chart(table: Table) -> bytes:
     return _png(fig)
 
 
+def has_recovery(table: Table) -> bool:
+    """True when the table has the recovery audit columns (records made with them)."""
+    return any(k == "gap_recovery" for k, _ in table.columns)
+
+
+def recovery_chart(table: Table) -> bytes:
+    """Forget accuracy per method as evaluated, after BatchNorm re-estimation and after the
+    relearning attack (mean with std error bars over seeds); the retrained model's values are
+    the yardstick (a bar above the retrain row's means the forgotten data came back).
+
+    Returns:
+        PNG bytes (a table without the audit columns gets an empty panel saying so).
+    """
+    import numpy as np
+
+    audits = [(k, label) for k, label in table.columns if k.startswith(("bn_reestimated_", "relearn_"))]
+    # A column no row measured (BatchNorm re-estimation on models without BatchNorm) is left out.
+    shown = [(k, label) for k, label in audits if any(r.values[k].mean is not None for r in table.rows)]
+    cols = [table.columns[0]] + shown
+    names = [r.method for r in table.rows]
+    x = np.arange(len(names))
+    fig, (ax,) = _figure(max(7.0, 0.9 * len(names) + 3), 3.2, 1)
+    w = 0.8 / len(cols)
+    for j, (k, label) in enumerate(cols):
+        means = [r.values[k].mean if r.values[k].mean is not None else np.nan for r in table.rows]
+        errs = [r.values[k].std or 0.0 for r in table.rows]
+        ax.bar(x + (j - (len(cols) - 1) / 2) * w, means, w, yerr=errs if any(errs) else None,
+               label=label, capsize=2)
+    ref = next((r for r in table.rows if r.reference), None)
+    if ref is not None and ref.values[cols[-1][0]].mean is not None:
+        ax.axhline(ref.values[cols[-1][0]].mean, color="C3", linestyle="--", linewidth=0.8,
+                   label=f"{ref.method}, relearned")
+    if len(cols) == 1:
+        ax.text(0.5, 0.5, "no recovery audit measured in these records", ha="center",
+                va="center", transform=ax.transAxes)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("forget accuracy (%)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    missing = "" if len(shown) == len(audits) else " (no BatchNorm: nothing to re-estimate)"
+    fig.suptitle(f"{table.title}: does the forgotten data come back?{missing}", fontsize=10)
+    return _png(fig)
+
+
 def dynamics_chart(title: str, runs: list[dict[str, Any]]) -> bytes:
     """MU-Mis dynamics: the loss, forget accuracy, S_target and S_irrelevant over steps, per run
     (all read on the monitor subset).
@@ -228,4 +272,5 @@ def mia_score_chart(title: str, samples: dict[str, dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-__all__ = ["accuracy_gap_chart", "available", "dynamics_chart", "mia_score_chart", "sensitivity_chart"]
+__all__ = ["accuracy_gap_chart", "available", "dynamics_chart", "has_recovery", "mia_score_chart",
+           "recovery_chart", "sensitivity_chart"]

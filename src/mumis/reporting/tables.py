@@ -3,8 +3,10 @@
 Rows are methods, the retrained oracle first and the original model (before unlearning) second; columns are the forget, remaining and test
 accuracy (class-wise and sub-class: `test_forgotten_acc`, `test_remaining_acc`, `test_acc`;
 random and index forgetting: `forget_acc`, `retain_acc`, `test_acc`), `mia_efficacy`, the two
-Avg. Gaps and the unlearning time (training time for the oracle). Everything is read from the
-bench records (`mumis.bench.read_records`); nothing is recomputed.
+Avg. Gaps, where the records have them the recovery audits (the forget accuracy after
+BatchNorm re-estimation and after the relearning attack, and `gap_recovery`), and the
+unlearning time (training time for the oracle). Everything is read from the bench records
+(`mumis.bench.read_records`); nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ RANDOM_COLUMNS = (("forget_acc", "forget acc"), ("retain_acc", "remaining acc"),
 #: Columns every table has after the accuracies.
 COMMON_COLUMNS = (("mia_efficacy", "MIA-efficacy"), ("gap_paper", "gap (paper)"),
                   ("gap_salun", "gap (SalUn)"), ("time_s", "time (s)"))
-_TOP_LEVEL = ("gap_paper", "gap_salun", "time_s")
+#: Recovery audit columns (only in tables whose records carry them): class-wise / random.
+RECOVERY_CLASSWISE_COLUMNS = (("bn_reestimated_test_forgotten_acc", "forget acc, BN re-est."),
+                              ("relearn_test_forgotten_acc", "forget acc, relearned"),
+                              ("gap_recovery", "gap (recovery)"))
+RECOVERY_RANDOM_COLUMNS = (("bn_reestimated_forget_acc", "forget acc, BN re-est."),
+                           ("relearn_forget_acc", "forget acc, relearned"),
+                           ("gap_recovery", "gap (recovery)"))
+_TOP_LEVEL = ("gap_paper", "gap_salun", "gap_recovery", "time_s")
 _TEX_PM = r" \pm "
 
 
@@ -116,6 +125,9 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                 classwise = any("test_remaining_acc" in ((r.get("evaluation") or {}).get("model") or {})
                                 for r in recs)
                 cols = list(CLASSWISE_COLUMNS if classwise else RANDOM_COLUMNS) + list(COMMON_COLUMNS)
+                audit = RECOVERY_CLASSWISE_COLUMNS if classwise else RECOVERY_RANDOM_COLUMNS
+                if any(audit[1][0] in ((r.get("evaluation") or {}).get("model") or {}) for r in recs):
+                    cols[-1:-1] = list(audit)  # before the time column
                 table = Table(dataset=d, model=m, scenario=s, classwise=classwise, columns=cols)
                 by_method: dict[str, list[dict[str, Any]]] = {}
                 for r in recs:
@@ -165,7 +177,12 @@ def to_markdown(tables: list[Table], *, title: str = "", precision: int = 2) -> 
 NOTES = ("Accuracies in %. Class-wise / sub-class tables: forget acc = test_forgotten_acc, remaining "
          "acc = test_remaining_acc; random tables: forget acc = forget_acc, remaining acc = retain_acc. "
          "MIA-efficacy: SalUn's, higher = more forgotten (target: the retrain row). gap (paper) / gap "
-         "(SalUn): mean |difference to retrain| (MU-Mis paper / SalUn conventions). original: the "
+         "(SalUn): mean |difference to retrain| (MU-Mis paper / SalUn conventions). Recovery "
+         "audits (where shown): forget acc after re-estimating BatchNorm statistics on unlabelled "
+         "retain images (BN re-est.; n/a without BatchNorm) and after a short fine-tuning attack on "
+         "a retain slice (relearned); the target is the retrain row, a higher value means the "
+         "forgotten data came back; gap (recovery): mean |difference to retrain| of the two. "
+         "original: the "
          "model before unlearning (what doing nothing scores). time (s): unlearning time; for "
          "retrain and original their training time.")
 
@@ -224,5 +241,6 @@ def to_latex(tables: list[Table], *, precision: int = 2) -> str:
     return "\n".join(out)
 
 
-__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "NOTES", "RANDOM_COLUMNS", "Row", "Stat", "Table",
+__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "NOTES", "RANDOM_COLUMNS",
+           "RECOVERY_CLASSWISE_COLUMNS", "RECOVERY_RANDOM_COLUMNS", "Row", "Stat", "Table",
            "build_tables", "record_value", "to_csv", "to_latex", "to_markdown"]
