@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .config import config_to_dict
+from .config import check_seed, config_to_dict
 from .exceptions import ConfigError, DataError
 from .methods import METHODS, RunContext, UnlearningMethod
 from .methods.base import check_labels
@@ -105,15 +105,6 @@ def check_input_dtype(model: nn.Module, x: torch.Tensor, what: str) -> None:
     if p is not None and x.dtype != p.dtype:
         raise DataError(f"{what} inputs are {x.dtype} but the model's weights are {p.dtype}; convert the "
                         f"inputs with X.to({p.dtype}) (numpy arrays are float64: torch.as_tensor(X).float())")
-
-
-def check_seed(seed: Any) -> int:
-    """The seed as an int; ConfigError unless it is a non-negative integer."""
-    import numbers
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}; for example seed=0")
-    return int(seed)
 
 
 @contextlib.contextmanager

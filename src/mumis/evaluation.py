@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import check_seed
 from .data.splits import Pair, Splits, check_splits
 from .exceptions import ConfigError, DataError
 from .metrics.accuracy import accuracy, compute_logits, per_class_accuracy
@@ -598,6 +599,7 @@ def evaluate(
             one column per class (one line naming the shapes, before any work).
     """
     check_splits(splits)  # a Splits that forgets something (a tuple gets a clear error)
+    check_seed(seed)
     if reference is not None and not isinstance(reference, nn.Module | EvaluationReport):
         raise ConfigError(f"reference must be the retrained nn.Module or its EvaluationReport, got "
                           f"{type(reference).__name__}; for a run directory pass "

@@ -87,8 +87,9 @@ _KIND_NAMES = {"run": "a run directory of `mumis train` or `mumis unlearn`",
                "tune": "a tuning folder of `mumis tune`", "demo": "a folder of `mumis demo`"}
 
 
-def _is_tmp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")  # debris of an atomic write
+def _is_tmp(name: str, files: Iterable[str]) -> bool:
+    """A temp file of an atomic write of one of `files` (`.meta.json.<id>.tmp`), killed before its rename."""
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in files)
 
 
 def _not_run_dir(path: Path) -> str | None:
@@ -105,7 +106,7 @@ def _not_run_dir(path: Path) -> str | None:
     if fmt != FORMAT:
         return f"has a {META_FILE} that is not a mumis run description"
     for e in sorted(path.iterdir()):
-        if e.is_symlink() or not e.is_file() or (e.name not in RUN_FILES and not _is_tmp(e.name)):
+        if e.is_symlink() or not e.is_file() or (e.name not in RUN_FILES and not _is_tmp(e.name, RUN_FILES)):
             return f"holds {e.name!r}, which mumis does not write into a run directory"
     return None
 
@@ -120,7 +121,7 @@ def _not_output(path: Path, kind: OutputKind) -> str | None:
     for e in sorted(path.iterdir()):
         if e.is_symlink():
             return f"holds the symbolic link {e.name!r}"
-        if e.is_file() and (e.name in files | {marker} or _is_tmp(e.name)):
+        if e.is_file() and (e.name in files | {marker} or _is_tmp(e.name, files | {marker})):
             continue
         runs = sorted(e.iterdir()) if e.is_dir() and kind == "tune" and e.name == "points" else [e]
         for r in runs:  # a tuning folder's points/NNN and a demo's sub-folders are run directories
@@ -227,6 +228,11 @@ def staged_run_dir(out: str | Path, *, overwrite: bool = False, kind: OutputKind
         try:
             yield stage
         except BaseException:
+            staging.discard_stage(stage)
+            raise
+        try:  # again: `out` may have changed during a long run, and replacing it deletes it
+            check_overwritable(out, overwrite=overwrite, kind=kind)
+        except ConfigError:
             staging.discard_stage(stage)
             raise
         staging.commit_stage(stage, out)

@@ -115,6 +115,7 @@ FOREIGN: list[tuple[str, Callable[[Path], Path], str]] = [
     ("meta-not-json", lambda w: _meta(w / "r", None), "not a mumis run description"),
     ("symlink-in-run", lambda w: _link(fake_run(w / "r") / "result.json.d", w / "data").parent,
      "holds 'result.json.d'"),
+    ("hidden-user-file-in-run", lambda w: fake_run(w / "r", ".notes.tmp"), "holds '.notes.tmp'"),
 ]
 
 
@@ -198,6 +199,18 @@ def test_staged_run_dir_refuses_before_the_block_runs(work: Path) -> None:
     with pytest.raises(ConfigError, match="refusing to replace"), staged_run_dir(work / "data", overwrite=True):
         ran.append(1)
     assert ran == [] and (work / "data" / "x.csv").read_text() == "1,2"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_staged_run_dir_checks_again_before_replacing(work: Path, overwrite: bool) -> None:
+    """A user's file that appears in `out` during a long run is not deleted when the run ends."""
+    out = fake_run(work / "runs" / "old") if overwrite else work / "runs" / "empty"
+    out.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(ConfigError), staged_run_dir(out, overwrite=overwrite) as stage:
+        fake_run(stage)
+        (out / "notes.txt").write_text("written while the run was going")
+    assert (out / "notes.txt").read_text() == "written while the run was going"
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # and no stage left
 
 
 # --------------------------------------------------------------------------- every verb, in-process
