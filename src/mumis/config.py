@@ -168,6 +168,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """`seed` as an int; ConfigError unless it is a non-negative integer (numpy refuses others)."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {seed!r}; for example {name}=0")
+    return int(seed)
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A dataclass config as plain YAML/JSON-safe data (tuples become lists)."""
     d = dataclasses.asdict(cfg)

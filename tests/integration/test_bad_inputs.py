@@ -31,7 +31,7 @@ from torch import nn
 import mumis
 from mumis.checkpoint import load_checkpoint, load_run_splits
 from mumis.cli import main
-from mumis.data import parse_forget_spec, splits_from_tensors
+from mumis.data import load_dataset, parse_forget_spec, resolve_manifest, splits_from_tensors
 
 ORIGINAL_ARGS = ["--dataset", "digits", "--model", "mlp", "--device", "cpu"]
 
@@ -263,6 +263,11 @@ CLI_CASES: list[Case] = [
     _c("train-subset-text", "train --dataset digits@abc --out out", "digits@abc"),
     _c("train-subset-three", "train --dataset digits@10/10/10 --out out", "digits@10/10/10"),
     _c("train-subset-too-big", "train --dataset digits@99999 --out out", "99999"),
+    _c("train-subset-few-train", "train --dataset digits@5 --out out", "digits@5"),
+    _c("train-subset-few-test", "train --dataset digits@100/3 --out out", "digits@100/3"),
+    _c("train-seed-negative", TRAIN + " --seed -1", "--seed"),
+    _c("train-split-seed-negative", TRAIN + " --forget random:0.1 --split-seed -4", "--split-seed"),
+    _c("train-seed-text", TRAIN + " --seed one", "--seed"),
     _c("train-model-unknown", "train --model mlpp --out out", "mlpp"),
     _c("train-model-factory-missing", "train --model no_such_pkg.mod:fn --out out", "no_such_pkg"),
     _c("train-model-factory-bad-form", "train --model a:b:c --out out", "a:b:c"),
@@ -349,8 +354,9 @@ CLI_CASES: list[Case] = [
     _c("unlearn-user-code", UNLM.replace("{R}/orig", "{R}/user_code"), "trust-model-code"),
     _c("unlearn-nan-weights", UNLM.replace("{R}/orig", "{R}/nan_weights"), "nan_weights"),
     _c("unlearn-shape-mismatch", UNLM.replace("{R}/orig", "{R}/shape_mismatch"), "shape_mismatch"),
-    _c("unlearn-no-manifest", UNLM.replace("{R}/orig", "{R}/no_manifest"), "manifest"),
-    _c("unlearn-manifest-altered", UNLM.replace("{R}/orig", "{R}/bad_manifest_hash"), "manifest"),
+    _c("unlearn-no-manifest", UNLM.replace("{R}/orig", "{R}/no_manifest"), "no_manifest"),
+    _c("unlearn-manifest-altered", UNLM.replace("{R}/orig", "{R}/bad_manifest_hash"), "bad_manifest_hash"),
+    _c("unlearn-split-seed-negative", UNLM.replace("class:3", "random:0.1") + " --split-seed -1", "--split-seed"),
     _c("unlearn-no-method", UNL, "--method"),
     _c("unlearn-method-unknown", UNL + " --method mumiss", "mumiss"),
     _c("unlearn-method-typo", UNL + " --method grad_acent", "grad_ascent"),
@@ -424,6 +430,10 @@ CLI_CASES: list[Case] = [
     _c("eval-data-dir", EVAL + " --data-dir /no/such/data", "/no/such/data"),
     _c("eval-device", EVAL + " --device gpu", "gpu"),
     _c("eval-split-seed-text", EVAL + " --split-seed x", "--split-seed"),
+    _c("eval-seed-negative", EVAL + " --seed -1", "--seed"),
+    _c("eval-no-manifest", EVAL.replace("{R}/orig", "{R}/no_manifest"), "no_manifest"),
+    _c("eval-manifest-altered", EVAL.replace("{R}/orig", "{R}/bad_manifest_hash"), "bad_manifest_hash"),
+    _c("eval-plot-pdf-folder", EVAL + f" --plot {F}/folder.yaml", "--plot"),
     # ---- tune
     _c("tune-no-grid", TUNEM, "grid"),
     _c("tune-grid-no-equals", TUNEM + " --grid lr", "--grid"),
@@ -444,6 +454,8 @@ CLI_CASES: list[Case] = [
     _c("tune-checkpoint-missing", TUNEM.replace("{R}/orig", "{R}/nope") + " --grid lr=1e-4", "nope"),
     _c("tune-out-file", TUNEM.replace("--out out", f"--out {F}/a_file") + " --grid lr=1e-4", "a_file"),
     _c("tune-out-sys", TUNEM.replace("--out out", "--out /sys/t") + " --grid lr=1e-4", "/sys/t"),
+    _c("tune-seed-negative", TUNEM + " --grid lr=1e-4 --seed -3", "--seed"),
+    _c("tune-split-seed-negative", TUNEM + " --grid lr=1e-4 --split-seed -3", "--split-seed"),
     _c("tune-all-unchanged", TUNE + " --method mumis --grid lr=1e6,1e7 --set max_steps=2", "unchanged"),
     # ---- bench
     _c("bench-config-missing", "bench --config nope.yaml --out out", "nope.yaml"),
@@ -484,6 +496,8 @@ CLI_CASES: list[Case] = [
     _c("demo-set-inf", DEMO + " --set lr=inf", "finite"),
     _c("demo-device", DEMO + " --device tpu", "tpu"),
     _c("demo-seed-negative", DEMO + " --seed -2", "seed"),
+    _c("demo-subset-few", DEMO + " --dataset digits@6", "digits@6"),
+    _c("demo-diverges", DEMO + " --set lr=1e6", "diverged", rc=1),
     _c("demo-data-dir", DEMO + " --dataset npz --data-dir /no/such.npz", "/no/such.npz"),
     _c("demo-npz-7000", DEMO + f" --dataset npz --data-dir {F}/label7000.npz", "label7000.npz"),
     _c("demo-out-file", f"demo --device cpu --out {F}/a_file", "a_file"),
@@ -607,6 +621,11 @@ API_CASES: dict[str, tuple[Callable[[Env], Any], str]] = {
     "evaluate-none": (lambda e: mumis.evaluate(_model(e), None), "Splits"),
     "evaluate-original-split": (lambda e: mumis.evaluate(_model(e), load_run_splits(e.root / "orig")),
                                 "forget nothing"),
+    "evaluate-seed-text": (lambda e: mumis.evaluate(_model(e), _splits(e), seed="abc"), "seed"),
+    "evaluate-seed-negative": (lambda e: mumis.evaluate(_model(e), _splits(e), seed=-1), "seed"),
+    "resolve-manifest-seed": (lambda e: resolve_manifest("random:0.1", load_dataset("digits"), seed=-1), "seed"),
+    "load-dataset-unknown": (lambda e: load_dataset("digitz"), "digitz"),
+    "load-dataset-subset-few": (lambda e: load_dataset("digits@3"), "digits@3"),
     "evaluate-metrics": (lambda e: mumis.evaluate(_model(e), _splits(e), metrics="acuracy"), "acuracy"),
     "evaluate-reference-type": (lambda e: mumis.evaluate(_model(e), _splits(e), reference="runs/ret"), "reference"),
     "load-checkpoint-missing": (lambda e: load_checkpoint(e.root / "nope"), "nope"),
@@ -661,6 +680,20 @@ def test_splits_from_tensors_evaluates_like_the_run_splits(env: Env) -> None:
     a = mumis.evaluate(_model(env), s, metrics="accuracy").to_dict()["model"]
     b = mumis.evaluate(_model(env), own, metrics="accuracy").to_dict()["model"]
     assert a == b
+
+
+def test_diverged_run_that_kept_progress_is_written_with_a_warning(env: Env, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """grad_ascent at lr 1e6 takes two steps, then its loss is non-finite: the last finite weights
+    are a changed model, so the run is written (exit 0), with status "diverged" and a warning."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["-q", "unlearn", "--checkpoint", str(env.root / "orig"), "--forget", "class:3", "--method",
+               "grad_ascent", "--set", "lr=1e6", "--device", "cpu", "--out", "u"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning" in _one_line(err) and "diverged" in err
+    result = json.loads((tmp_path / "u" / "result.json").read_text())
+    assert result["status"] == "diverged" and result["weights_changed"] is True
 
 
 def test_diverged_run_in_a_library_call_is_written_with_its_status(env: Env, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ second, not a whole run, and fails with one line instead of an OSError after the
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -63,3 +64,14 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> None:
         raise ConfigError(f"{flag} {str(path)!r} is an existing file, not a folder; choose another "
                           f"{flag} (a new folder name)")
     _probe_folder(_nearest_existing(p.parent.resolve() if p.parent != p else p), flag, p)
+
+
+def seed_type(text: str) -> int:
+    """argparse `type=` for seeds: a non-negative integer (numpy's generators refuse others)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value

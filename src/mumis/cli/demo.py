@@ -15,6 +15,7 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from ..utils import atomic_write_json, atomic_write_text, check_overwritable
+from ._checks import seed_type
 
 MARKER = "demo.json"
 #: The two tables the demo prints (key, short header), each under 80 columns.
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", default="class:3", metavar="SPEC", help="forget spec (default: class:3)")
     p.add_argument("--method", default="mumis", help="unlearning method (default: mumis)")
     p.add_argument("--recipe", default="quick", help="training recipe (default: quick)")
-    p.add_argument("--seed", type=int, default=0, help="seed of training, split and method")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of training, split and method")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="method setting (repeatable), e.g. --set lr=1e-4")
@@ -73,8 +74,6 @@ def _validate(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     if args.recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {args.recipe!r}.{did_you_mean(args.recipe, sorted(RECIPES))} "
                           f"Choose from: {', '.join(sorted(RECIPES))}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     resolve_device(args.device)
     resolve_method_settings(args.method, None, overrides)
     if args.data_dir is not None and not Path(args.data_dir).exists():
@@ -93,16 +92,27 @@ def _prepare_out(out: Path, data_dir: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint, load_run_splits
     from ..config import parse_set_args
-    from ..evaluation import comparison_table, evaluate
-    from ..training import train_run
-    from .unlearn import unlearn_run
 
     out = Path(args.out)
     overrides = parse_set_args(args.sets)
     _validate(args, overrides)
     _prepare_out(out, args.data_dir)
+    try:
+        return _pipeline(args, out, overrides)
+    except BaseException:
+        # `out` is the demo's own folder, made (or emptied) just now: without its demo.json a half
+        # demo would be refused as foreign by the next run, so it goes, as a failed run dir does
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
+    from ..checkpoint import load_checkpoint, load_run_splits
+    from ..evaluation import comparison_table, evaluate
+    from ..training import train_run
+    from .unlearn import unlearn_run
+
     say = (lambda *_a, **_k: None) if args.quiet else print
     common: dict[str, Any] = {"dataset": args.dataset, "model": args.model, "recipe": args.recipe,
                               "seed": args.seed, "split_seed": args.seed, "data_dir": args.data_dir,
@@ -116,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     unlearned = unlearn_run(checkpoint=out / "original", forget=args.forget, method=args.method,
                             overrides=overrides, seed=args.seed, device=args.device,
                             out=out / args.method, reference=out / "retrained",
-                            trust_model_code=args.model)  # --model names the factory: the opt-in
+                            trust_model_code=args.model,  # --model names the factory: the opt-in
+                            fail_on_divergence=True)
     say("[4/4] evaluating against the retrained model ...")
     splits = load_run_splits(out / "retrained")
     reference = evaluate(retrained.model, splits, metrics="all", seed=args.seed)

@@ -24,7 +24,7 @@ from ._common import add_trust_model_code
 
 if TYPE_CHECKING:
     from ..checkpoint import TrustModelCode
-from ._checks import check_output_file
+from ._checks import check_output_file, seed_type
 
 #: What `mumis evaluate` computes unless --metrics says otherwise (README: sensitivity is opt-in).
 DEFAULT_CLI_METRICS = "accuracy,mia,divergence,recovery"
@@ -58,10 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="samples per split for the sensitivity diagnostics (default 500)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="save histograms of the sensitivity diagnostics (needs matplotlib)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_type, default=0,
                    help="seed of the attacks' subsampling and folds and of the sensitivity "
                         "subsample (default 0)")
-    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+    p.add_argument("--split-seed", type=seed_type, default=None, metavar="S",
                    help="seed for random: forget specs (default: the checkpoint's split seed)")
     p.add_argument("--data-dir", default=None, metavar="PATH",
                    help="data folder (default: the one recorded in the checkpoint)")
@@ -180,17 +180,18 @@ def evaluate_run(
     Raises:
         CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
     """
-    from ..checkpoint import load_checkpoint, load_run_data
+    from ..checkpoint import load_checkpoint
     from ..data import make_splits, resolve_manifest
     from ..evaluation import DEFAULT_METRICS, evaluate
     from ..utils import resolve_device
+    from .unlearn import run_data
 
     dev = resolve_device(device)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
                         "the data the checkpoint was trained on")
     model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
-    bundle, _ = load_run_data(meta, data_dir=data_dir)
+    bundle = run_data(meta, checkpoint, data_dir)
     seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)
     k_model = int(meta["model"]["num_classes"])

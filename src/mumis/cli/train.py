@@ -6,6 +6,7 @@ import argparse
 
 from ..config import parse_set_args
 from ..training import RECIPES
+from ._checks import seed_type
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="quick", choices=sorted(RECIPES),
                    help="quick (default) or memorise (train accuracy ~100 %%, as in the paper)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
-    p.add_argument("--split-seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_type, default=0, help="training seed (default: 0)")
+    p.add_argument("--split-seed", type=seed_type, default=0,
                    help="seed of random forget sets (default: 0); must match the unlearning run")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

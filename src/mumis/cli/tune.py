@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._checks import seed_type
 from ._common import add_trust_model_code
 
 _TUNING_NOTE = (
@@ -45,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a fixed setting for every point (repeatable)")
     p.add_argument("--criterion", default="gap_paper", choices=["gap_paper", "gap_salun"],
                    help="gap to minimise: gap_paper (MU-Mis Avg. Gap, default) or gap_salun")
-    p.add_argument("--seed", type=int, default=0, help="the method's seed at every point (default 0)")
-    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+    p.add_argument("--seed", type=seed_type, default=0, help="the method's seed at every point (default 0)")
+    p.add_argument("--split-seed", type=seed_type, default=None, metavar="S",
                    help="seed for random: forget specs (default: the checkpoint's split seed)")
     p.add_argument("--data-dir", default=None, metavar="PATH",
                    help="data folder (default: the one recorded in the checkpoint)")

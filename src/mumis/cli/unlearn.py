@@ -27,6 +27,7 @@ import yaml
 
 from ..checkpoint import check_reference, split_seed_of
 from ..exceptions import ConfigError, DataError, UnlearningError
+from ._checks import seed_type
 from ._common import add_trust_model_code
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML mapping of method settings, e.g. a preset from configs/methods/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of the method's random choices (default 0)")
-    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the method's random choices (default 0)")
+    p.add_argument("--split-seed", type=seed_type, default=None, metavar="S",
                    help="seed for random: forget specs (default: the checkpoint's split seed)")
     p.add_argument("--data-dir", default=None, metavar="PATH",
                    help="data folder (default: the one recorded in the checkpoint)")
@@ -150,6 +151,20 @@ def resolve_method_settings(
     return method, settings
 
 
+def run_data(meta: dict[str, Any], checkpoint: str | Path, data_dir: str | Path | None) -> Any:
+    """The dataset of a checkpoint (`checkpoint.load_run_data`); an error that does not say which
+    run it is about gets the checkpoint's path in front."""
+    from ..checkpoint import load_run_data
+    from ..exceptions import CheckpointError
+
+    try:
+        return load_run_data(meta, data_dir=data_dir)[0]
+    except (CheckpointError, DataError) as e:
+        if str(checkpoint) in str(e):
+            raise
+        raise type(e)(f"checkpoint {str(checkpoint)!r}: {e}") from None
+
+
 def _check_out(out: Path, overwrite: bool, *, protected: Sequence[str | Path | None] = (),
                kind: OutputKind = "run") -> None:
     # Checked first so a taken --out fails at once; staged_run_dir checks again before writing.
@@ -217,7 +232,7 @@ def unlearn_run(
     """
     from .. import distributed
     from ..api import get_method, unlearn
-    from ..checkpoint import build_meta, load_checkpoint, load_run_data, save_model_dir
+    from ..checkpoint import build_meta, load_checkpoint, save_model_dir
     from ..data import make_splits, resolve_manifest
     from ..utils import atomic_write_json, atomic_write_text, resolve_device, staged_run_dir, to_jsonable
 
@@ -246,7 +261,7 @@ def unlearn_run(
         from ..training import check_distributed_training
 
         check_distributed_training(model)
-    bundle, _ = load_run_data(parent, data_dir=data_dir)
+    bundle = run_data(parent, checkpoint, data_dir)
     seed_split = split_seed_of(parent) if split_seed is None else int(split_seed)
     manifest = resolve_manifest(forget, bundle, seed=seed_split)
     want_space = (parent.get("dataset") or {}).get("label_space", "fine")

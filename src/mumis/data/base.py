@@ -112,6 +112,10 @@ def _subset(bundle: DatasetBundle, name: str, n_train: int | None, n_test: int |
         if n > len(y):
             raise DataError(f"dataset {name!r} asks for {n} {split} samples; {bundle.name} has "
                             f"{len(y)}")
+        k = len(set(y.tolist()))
+        if n < k:  # some class would have no image at all
+            raise DataError(f"dataset {name!r} asks for {n} {split} samples, fewer than the {k} classes "
+                            f"of {bundle.name}; give at least {k} so that every class keeps an image")
         return torch.as_tensor(stratified_subset(y.numpy(), n, SUBSET_SEED))
 
     tr, te = pick(n_train, bundle.y_train, "training"), pick(n_test, bundle.y_test, "test")

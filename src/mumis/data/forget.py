@@ -250,6 +250,9 @@ def _resolve_subclass(spec: ForgetSpec, bundle: DatasetBundle) -> int:
 
 def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 0) -> Manifest:
     """Resolve a forget spec on a dataset into a manifest; the seed draws random subsets."""
+    from ..config import check_seed
+
+    seed = check_seed(seed, "split seed")
     if isinstance(spec, str):
         spec = parse_forget_spec(spec)
     n_train = len(bundle.y_train)
