@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -234,10 +235,12 @@ def check_model_code(meta: dict[str, Any], where: str, trust_model_code: TrustMo
     from .models import is_user_factory
 
     if is_user_factory(name) and not _trusts(name, trust_model_code):
+        # the name comes from a file: echoed raw only when it is a plain dotted name
+        named = f" or --trust-model-code {name}" if re.fullmatch(r"[\w.]+:[\w.]+", name) else ""
         raise CheckpointError(
             f"{where!r} names model code {name!r} in its {META_FILE}, and mumis imports code from a "
             f"checkpoint only when you opt in: if you trust where it came from, pass "
-            f"--trust-model-code (or --trust-model-code {name}; in Python trust_model_code=True)"
+            f"--trust-model-code{named} (in Python trust_model_code=True)"
         )
 
 

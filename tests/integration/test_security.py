@@ -169,6 +169,18 @@ def test_library_gate(evil: Runs, runs: Runs) -> None:
     assert meta["model"]["name"] == "payload:net" and ran(evil)
 
 
+def test_a_hostile_factory_name_is_not_echoed_raw(runs: Runs, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = carry_code(runs.original, tmp_path / "evil")
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["model"]["name"] = "payload:net\nmumis: all good \x1b[2K"
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    assert main(evaluate(ckpt)) == 2
+    line = one_error(capsys)  # one line, the terminal escape shown as text, not sent
+    assert "\x1b" not in line and "\\x1b" in line and "--trust-model-code (in Python" in line
+    assert "payload" not in sys.modules
+
+
 # --------------------------------------------------------------------------- model code: opted in
 def test_opt_in_runs_the_code_and_the_name_stays_gated(evil: Runs, runs: Runs, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
