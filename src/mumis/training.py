@@ -30,7 +30,7 @@ from torch import nn
 
 from . import distributed
 from .config import build_config, config_to_dict
-from .exceptions import ConfigError, DataError
+from .exceptions import ConfigError, DataError, ModelError
 from .registry import did_you_mean
 from .utils import atomic_write_json, atomic_write_text, make_generator, resolve_device, sync
 
@@ -371,6 +371,12 @@ def train_model(
         check_distributed_training(model)
         distributed.broadcast_module(model)
     x, y = x.to(dev), y.to(dev)
+    from .models.checks import probe_model
+
+    _, key = probe_model(model, x, what="training", labels=y)  # inputs / classes that do not fit: one line
+    if key is not None:
+        raise ModelError(f"the model returns its logits as .{key}; training needs a tensor: train "
+                         f"mumis.models.LogitsAdapter(model, {key!r}) (a CLI model factory returns it)")
     n = x.shape[0]
     bs = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
@@ -563,6 +569,9 @@ def train_run(
     mean, std = _channel_stats(x_tr)
     net = build_model(model, input_shape=bundle.input_shape, num_classes=manifest.num_classes,
                       mean=mean, std=std, seed=seed, **mkw)
+    from .models.checks import probe_model
+
+    probe_model(net, x_tr, what="training", num_classes=manifest.num_classes)  # one line, before any work
     spec = model_spec(model, input_shape=bundle.input_shape, num_classes=manifest.num_classes,
                       mean=mean, std=std, kwargs=mkw)
     recipe_d = {"name": recipe, "config": config_to_dict(cfg)}

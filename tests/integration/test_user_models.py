@@ -282,3 +282,55 @@ def test_every_method_sees_plain_logits_of_a_tuple_model_with_inplace_relus(meth
     assert res.extra["inplace_converted"] == find_inplace_modules(user)
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
     assert any(not torch.equal(v, snap[0][k]) for k, v in res.model.state_dict().items())
+
+
+_FACTORIES = '''
+from dataclasses import dataclass
+import torch
+from torch import nn
+
+@dataclass
+class Out:
+    logits: torch.Tensor
+
+class HF(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.f = nn.Sequential(nn.Flatten(), nn.Linear(64, k))
+    def forward(self, x):
+        return Out(self.f(x))
+
+def flat(input_shape, num_classes):
+    return nn.Sequential(nn.Linear(64, num_classes))
+
+def five(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+
+def hf(input_shape, num_classes):
+    return HF(num_classes)
+'''
+
+
+@pytest.mark.parametrize(("factory", "expected"), [
+    ("flat", r"^mumis: error: the model fails on the training inputs of shape \(2, 1, 8, 8\): 0 \(Linear\) "
+             r"expects \(N, 64\) but got \(2, 1, 8, 8\): .*X\.flatten\(1\)"),
+    ("five", r"^mumis: error: the model returns logits of shape \(2, 5\) \(5 classes\) but the data has 10 classes"),
+    ("hf", r"^mumis: error: the model returns its logits as \.logits; training needs a tensor: train "
+           r"mumis\.models\.LogitsAdapter\(model, 'logits'\)"),
+])
+def test_cli_train_refuses_a_model_that_does_not_fit_in_one_line(
+        factory: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    import re
+
+    from mumis.cli import main
+
+    (tmp_path / "bad_user_models.py").write_text(_FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["-q", "train", "--dataset", "digits", "--model", f"bad_user_models:{factory}",
+                 "--epochs", "1", "--out", "run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.match(expected, err), err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == before

@@ -27,8 +27,9 @@ from ..exceptions import ConfigError, ModelError
 
 OutputKey = int | str | Callable[[Any], torch.Tensor]
 
-_HOW = ("pass output_key= (an int index for a tuple, a dict key or attribute name, or a "
-        "function output -> logits)")
+_HOW = ("pass output_key= to mumis.unlearn / mumis.evaluate (an int index for a tuple, a dict key "
+        "or attribute name, or a function output -> logits), or wrap the model (e.g. in a CLI model "
+        "factory) as mumis.models.LogitsAdapter(model, key)")
 
 
 def check_output_key(key: object) -> None:

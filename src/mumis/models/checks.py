@@ -302,7 +302,8 @@ def probe_model(
     if device is None:
         device = next((b.device for b in model.buffers()), torch.device("cpu"))
     xs = x[:2].to(device)
-    with _preserved(model), torch.no_grad():
+    # fork_rng: a model drawing random numbers in forward leaves the caller's RNG as it was
+    with _preserved(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         model.eval()
         out = _forward_naming_failure(model, xs, what)
     key = output_key if output_key is not None or isinstance(out, torch.Tensor) else auto_key(out)
