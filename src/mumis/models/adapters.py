@@ -141,7 +141,9 @@ def select_logits(out: object, key: OutputKey) -> torch.Tensor:
 class LogitsAdapter(nn.Module):
     """Wraps `model` so that its forward returns only the logits chosen by `key`.
 
-    The wrapped model is the submodule `model`; the adapter adds no parameters or buffers.
+    The wrapped model is the submodule `model`; the adapter adds no parameters or buffers, but
+    its `state_dict()` keys carry the prefix `model.` (save `adapter.model.state_dict()` for the
+    bare model's keys).
 
     Args:
         model: any module whose output holds the logits.
