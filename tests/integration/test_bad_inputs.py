@@ -264,7 +264,6 @@ CLI_CASES: list[Case] = [
     _c("train-subset-three", "train --dataset digits@10/10/10 --out out", "digits@10/10/10"),
     _c("train-subset-too-big", "train --dataset digits@99999 --out out", "99999"),
     _c("train-subset-few-train", "train --dataset digits@5 --out out", "digits@5"),
-    _c("train-subset-few-test", "train --dataset digits@100/3 --out out", "digits@100/3"),
     _c("train-seed-negative", TRAIN + " --seed -1", "--seed"),
     _c("train-split-seed-negative", TRAIN + " --forget random:0.1 --split-seed -4", "--split-seed"),
     _c("train-seed-text", TRAIN + " --seed one", "--seed"),

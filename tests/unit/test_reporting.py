@@ -174,6 +174,9 @@ def test_cli_report_bad_input(tmp_path: Path, bench_dir: Path, capsys: pytest.Ca
     err = capsys.readouterr().err.strip()
     assert "unknown report format 'pdf'" in err and len(err.splitlines()) == 1
     assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
     assert "holds no bench records" in capsys.readouterr().err
     assert parse_formats("md, html,md") == ["md", "html"]
 
