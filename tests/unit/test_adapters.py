@@ -256,9 +256,10 @@ def test_unlearn_accepts_an_hf_style_output_and_says_so():
 
 
 def test_evaluate_shape_errors_come_before_any_work():
-    from mumis.testing import trained_digits_case
+    from mumis.data import load_dataset, make_splits, resolve_manifest
 
-    _, _, splits = trained_digits_case()
+    bundle = load_dataset("digits")
+    splits = make_splits(bundle, resolve_manifest("class:3", bundle, seed=0))
     with pytest.raises(ModelError, match=r"0 \(Linear\) expects \(N, 64\) but got \(2, 1, 8, 8\)"):
         mumis.evaluate(nn.Sequential(nn.Linear(64, 10)), splits)
     with pytest.raises(ModelError, match=r"\(2, 7\) \(7 classes\) but the data has 10 classes"):
