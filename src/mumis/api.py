@@ -76,7 +76,9 @@ def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(
             f"{what} must be a Dataset, a DataLoader or an (X, y) pair of tensors; got {type(data).__name__}"
         )
-    if x.dim() == 0 or len(x) == 0:
+    if x.dim() == 0:
+        raise DataError(f"{what} inputs X are a single number; expected (N, ...) with one sample per row")
+    if len(x) == 0:
         raise DataError(f"the {what} set is empty; give at least one sample")
     if y.dim() != 1:
         raise DataError(f"{what} labels y have shape {tuple(y.shape)}; expected ({len(x)},) class indices "
@@ -219,6 +221,8 @@ def unlearn(
     fx, fy = to_tensors(forget, "forget")
     rx_ry = to_tensors(retain, "retain") if retain is not None else None
     check_input_dtype(model, fx, "forget")
+    if rx_ry is not None:
+        check_input_dtype(model, rx_ry[0], "retain")
 
     target = model if inplace else copy.deepcopy(model)
     with _preserved_state(target) if inplace else contextlib.nullcontext(), \

@@ -326,7 +326,8 @@ def _outcome(res: Any, before: dict[str, Any], *, fail: bool, out: Path) -> tupl
     import torch
 
     after = res.model.state_dict()
-    changed = any(not torch.equal(before[k], v.detach().to(before[k].device)) for k, v in after.items())
+    changed = any(k not in before or not torch.equal(before[k], v.detach().to(before[k].device))
+                  for k, v in after.items())
     finite = all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     reason = res.stop_reason
     diverged = not finite or "diverged" in reason or "non-finite" in reason
