@@ -1,4 +1,5 @@
-"""Staging folders of run directories: named after their process, locked while it lives.
+"""Staging folders of run directories (and temp files of atomic writes): named after their
+process, locked while it lives.
 
 `utils.staged_run_dir` writes a run into `.NAME.partial-p<pid>-h<host>-<random>` beside `NAME`
 and renames it into place when complete. A run killed with SIGKILL (or a power cut) cannot remove
@@ -12,7 +13,9 @@ gone. A folder counts as stale only when all of these hold:
   also across PID namespaces of containers that share the folder).
 
 Anything else, including staging folders of older mumis versions (no pid in the name), is left
-alone: we never delete a folder we cannot prove is debris of our own dead run.
+alone: we never delete a folder we cannot prove is debris of our own dead run. The temp files of
+`utils.atomic_write_bytes` (`.NAME.p<pid>-h<host>-<random>.tmp`) follow the same rules, checked
+by the next write of the same file.
 """
 
 from __future__ import annotations
@@ -78,10 +81,11 @@ def _lock(fd: int) -> bool:
     return True
 
 
-def _unlocked(path: Path) -> int | None:
+def _unlocked(path: Path, directory: bool) -> int | None:
     """An fd holding the lock of `path` when no live process holds it, else None."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, flags)
     except OSError:
         return None
     if _lock(fd):
@@ -90,33 +94,58 @@ def _unlocked(path: Path) -> int | None:
     return None
 
 
-def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the staging folders of `out` left by dead runs of this host (see the module doc).
-
-    Returns:
-        The folders removed.
-    """
-    parent = out.parent
+def _remove_stale(parent: Path, pattern: re.Pattern[str], directory: bool) -> list[Path]:
+    """Remove the entries of `parent` matching `pattern` (groups: pid, host tag) whose owner is
+    gone: this host's tag, a dead pid other than ours, and no lock held on them."""
     if not parent.is_dir():
         return []
-    pattern, tag, me = _pattern(out), host_tag(), os.getpid()
+    tag, me = host_tag(), os.getpid()
     removed = []
     with contextlib.suppress(OSError):
         for entry in list(parent.iterdir()):
             m = pattern.match(entry.name)
             if m is None or m.group(2) != tag or int(m.group(1)) == me or pid_alive(int(m.group(1))):
                 continue
-            if entry.is_symlink() or not entry.is_dir():
+            if entry.is_symlink() or entry.is_dir() != directory:
                 continue
-            fd = _unlocked(entry)
+            fd = _unlocked(entry, directory)
             if fd is None:
                 continue
             try:
-                shutil.rmtree(entry, ignore_errors=True)
+                if directory:
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
             finally:
                 os.close(fd)
             removed.append(entry)
     return removed
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders of `out` left by dead runs of this host (see the module doc).
+
+    Returns:
+        The folders removed.
+    """
+    return _remove_stale(out.parent, _pattern(out), directory=True)
+
+
+def tmp_prefix(path: Path) -> str:
+    """Prefix of the temp file an atomic write of `path` goes through (named like a stage)."""
+    return f".{path.name}.p{os.getpid()}-h{host_tag()}-"
+
+
+def remove_stale_tmp(path: Path) -> list[Path]:
+    """Remove temp files of atomic writes of `path` by dead processes of this host (a record
+    or bench.json whose write was killed between the temp file and the rename)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.p(\d+)-h([0-9a-f]{{8}})-.+\.tmp$")
+    return _remove_stale(path.parent, pattern, directory=False)
+
+
+def lock_fd(fd: int) -> None:
+    """Mark an open staging folder or temp file as in use by this process (best effort)."""
+    _lock(fd)
 
 
 @contextlib.contextmanager
@@ -125,11 +154,9 @@ def new_stage(out: Path, mode: int) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=stage_prefix(out)))
     os.chmod(stage, mode)  # mkdtemp makes 0700; a run directory is for sharing
     fd = None
-    try:
+    with contextlib.suppress(OSError):  # without locks, the pid in the name still protects it
         fd = os.open(stage, os.O_RDONLY)
-        _lock(fd)  # best effort: without locks, the pid in the name still protects it
-    except OSError:
-        pass
+        _lock(fd)
     try:
         yield stage
     finally:

@@ -26,10 +26,14 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    from . import staging
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    staging.remove_stale_tmp(path)  # left by a write killed before its rename
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=staging.tmp_prefix(path), suffix=".tmp")
     try:
+        staging.lock_fd(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -30,20 +30,25 @@ from mumis.cli import main
 #: Fields that measure the run (wall time, memory, when) and so differ between identical runs.
 VOLATILE = frozenset({"created", "time_s", "train_time_s", "eval_time_s", "peak_mem_mb"})
 
-# Runs `mumis ARGS`, pausing just before the MUMIS_TEST_PAUSE_NTH-th write of a file named
-# MUMIS_TEST_PAUSE_AT (after touching MUMIS_TEST_FLAG), so the test can signal it right there.
+# Runs `mumis ARGS`, pausing at the MUMIS_TEST_PAUSE_NTH-th write of a file named
+# MUMIS_TEST_PAUSE_AT (after touching MUMIS_TEST_FLAG), so the test can signal it right there:
+# just before the write, or (MUMIS_TEST_PAUSE_IN_WRITE) in it, with the temp file half made.
 HARNESS = """
 import os, sys, time
 import mumis.checkpoint as ck
 import mumis.utils as u
 name, nth, flag = os.environ["MUMIS_TEST_PAUSE_AT"], int(os.environ["MUMIS_TEST_PAUSE_NTH"]), os.environ["MUMIS_TEST_FLAG"]
-real, seen = u.atomic_write_bytes, [0]
+real, real_fsync, seen = u.atomic_write_bytes, os.fsync, [0]
+def pause():
+    open(flag, "w").close()
+    time.sleep(120)
 def paused(path, data):
     if os.path.basename(str(path)) == name:
         seen[0] += 1
-        if seen[0] == nth:
-            open(flag, "w").close()
-            time.sleep(120)
+        if seen[0] == nth and os.environ.get("MUMIS_TEST_PAUSE_IN_WRITE"):
+            os.fsync = lambda fd: pause()  # the temp file exists, the rename has not come
+        elif seen[0] == nth:
+            pause()
     real(path, data)
 u.atomic_write_bytes = ck.atomic_write_bytes = paused
 from mumis.cli import main
@@ -106,9 +111,12 @@ def _env(hash_seed: int, **extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": str(hash_seed), **extra}
 
 
-def run_killed(argv: list[str], sig: signal.Signals, at: str, nth: int, flag: Path) -> subprocess.CompletedProcess[str]:
-    """Run `mumis ARGV` in a subprocess and send `sig` when it is about to write `at` (n-th time)."""
-    env = _env(1, MUMIS_TEST_PAUSE_AT=at, MUMIS_TEST_PAUSE_NTH=str(nth), MUMIS_TEST_FLAG=str(flag))
+def run_killed(argv: list[str], sig: signal.Signals, at: str, nth: int, flag: Path,
+               in_write: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `mumis ARGV` in a subprocess and send `sig` when it is about to write `at` (n-th
+    time), or when it is writing it (`in_write`: the temp file exists, the rename has not come)."""
+    env = _env(1, MUMIS_TEST_PAUSE_AT=at, MUMIS_TEST_PAUSE_NTH=str(nth), MUMIS_TEST_FLAG=str(flag),
+               MUMIS_TEST_PAUSE_IN_WRITE="1" if in_write else "")
     p = subprocess.Popen([sys.executable, "-c", HARNESS, *argv], env=env, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -130,7 +138,8 @@ def rerun(argv: list[str]) -> None:
 
 
 def stages(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if ".partial-" in p.name]
+    """Staging folders and temp files of atomic writes under `folder`."""
+    return [p for p in folder.rglob("*") if ".partial-" in p.name or p.name.endswith(".tmp")]
 
 
 def _strip(obj: Any) -> Any:
@@ -166,10 +175,12 @@ class Case:
     sig: signal.Signals
     at: str  # the file the run is about to write when the signal comes
     nth: int = 1
+    in_write: bool = False  # signal while writing it (temp file made, not yet renamed)
+    debris: bool = True  # SIGKILL there leaves a staging folder or temp file
 
     @property
     def id(self) -> str:
-        return f"{self.verb}-{self.sig.name}-{self.at}-{self.nth}"
+        return f"{self.verb}-{self.sig.name}-{self.at}-{self.nth}" + ("-in-write" if self.in_write else "")
 
 
 KILL, TERM = signal.SIGKILL, signal.SIGTERM
@@ -187,14 +198,16 @@ SLOW = [
     Case("tune", TERM, "result.json"),
     Case("tune", KILL, "tuning.json"),
     Case("bench", KILL, "model.safetensors", 2),  # the retrained model's staging folder
-    Case("bench", KILL, "digits__mlp__class-3__grad_ascent__s0.json"),  # cell run written, record not
+    Case("bench", KILL, "digits__mlp__class-3__grad_ascent__s0.json", debris=False),  # run done, record not
+    Case("bench", KILL, "digits__mlp__class-3__grad_ascent__s0.json", in_write=True),  # a temp file left
+    Case("unlearn", KILL, "meta.json", in_write=True),
 ]
 
 
 def _check(world: World, case: Case, tmp_path: Path) -> None:
     out = tmp_path / "work" / case.verb
     argv = world.argv(case.verb, out)
-    r = run_killed(argv, case.sig, case.at, case.nth, tmp_path / "flag")
+    r = run_killed(argv, case.sig, case.at, case.nth, tmp_path / "flag", case.in_write)
     if case.sig == TERM:
         assert r.returncode == 143, r.stderr[-2000:]
         lines = r.stderr.strip().splitlines()
@@ -202,7 +215,7 @@ def _check(world: World, case: Case, tmp_path: Path) -> None:
         assert stages(out.parent) == []  # the run removed its own staging folder
     else:
         assert r.returncode == -signal.SIGKILL
-        assert stages(out.parent), "a SIGKILL'ed run leaves its staging folder (the rerun removes it)"
+        assert bool(stages(out.parent)) == case.debris  # the rerun must remove what is there
     if case.verb != "bench":
         assert not out.exists()  # never a half-written run directory under the --out name
     rerun(argv)

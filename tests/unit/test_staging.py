@@ -81,6 +81,20 @@ def test_staged_run_dir_removes_debris_of_a_dead_run(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
+def test_stale_temp_files_of_atomic_writes(tmp_path: Path) -> None:
+    from mumis.utils import atomic_write_text
+
+    target, tag, dead = tmp_path / "rec.json", staging.host_tag(), _dead_pid()
+    stale = tmp_path / f".rec.json.p{dead}-h{tag}-x1.tmp"
+    keep = [tmp_path / f".rec.json.p{os.getppid()}-h{tag}-x2.tmp",  # a live writer
+            tmp_path / f".rec.json.p{dead}-hdeadbeef-x3.tmp",  # another machine
+            tmp_path / f".other.json.p{dead}-h{tag}-x4.tmp"]  # another file
+    for f in (stale, *keep):
+        f.write_text("half")
+    atomic_write_text(target, "{}")  # the next write of the same file tidies up
+    assert target.read_text() == "{}" and not stale.exists() and all(k.exists() for k in keep)
+
+
 def test_commit_replaces_the_old_run_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
