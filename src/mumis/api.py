@@ -175,10 +175,12 @@ def unlearn(
 ) -> UnlearnResult:
     """Remove what `model` learned from `forget` with an unlearning method.
 
-    Activation modules built with `inplace=True` (e.g. every torchvision ResNet's ReLU) run
+    For a method that differentiates input gradients (`needs_double_backward`: MU-Mis),
+    activation modules built with `inplace=True` (e.g. every torchvision ResNet's ReLU) run
     out-of-place during the call and get their flag back afterwards, on the copy as on the
     caller's model with `inplace=True`: the returned model has the caller's architecture
-    exactly. `result.extra["inplace_converted"]` names the modules switched.
+    exactly. `result.extra["inplace_converted"]` names the modules switched. (Other methods
+    train through in-place activations as usual.)
 
     Args:
         model: a classifier returning logits (N, K), or an output holding them (see
@@ -225,8 +227,9 @@ def unlearn(
         check_input_dtype(model, rx_ry[0], "retain")
 
     target = model if inplace else copy.deepcopy(model)
-    with _preserved_state(target) if inplace else contextlib.nullcontext(), \
-            out_of_place_activations(target) as converted:
+    switched: contextlib.AbstractContextManager[list[str]] = (
+        out_of_place_activations(target) if cls.needs_double_backward else contextlib.nullcontext([]))
+    with _preserved_state(target) if inplace else contextlib.nullcontext(), switched as converted:
         target.to(dev)
         target.eval()  # BatchNorm on running statistics, no dropout: samples do not interact
         probe, key = probe_model(target, fx, output_key=output_key, what="forget", labels=fy)

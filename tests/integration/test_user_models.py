@@ -279,7 +279,8 @@ def test_every_method_sees_plain_logits_of_a_tuple_model_with_inplace_relus(meth
                         **fast_settings(method))
     assert _same(user, snap)
     assert type(res.model) is _TupleOut and res.extra["output_key"] == "0"
-    assert res.extra["inplace_converted"] == find_inplace_modules(user)
+    switched = find_inplace_modules(user) if mumis.get_method(method).needs_double_backward else None
+    assert res.extra.get("inplace_converted") == switched  # only where double backward needs it
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
     assert any(not torch.equal(v, snap[0][k]) for k, v in res.model.state_dict().items())
 
