@@ -122,6 +122,25 @@ def _remove_stale(parent: Path, pattern: re.Pattern[str], directory: bool) -> li
     return removed
 
 
+_ANY_STAGE = re.compile(rf"^\..+{re.escape(INFIX)}p(\d+)-h([0-9a-f]{{8}})-.+$")
+
+
+def in_use(stage: Path) -> bool:
+    """True when `stage` is a staging folder named by this module whose run may still be going
+    (alive, locked, or on another host); False for debris of a dead run and for a folder named
+    otherwise (older mumis versions), which a caller that owns the whole tree may remove."""
+    m = _ANY_STAGE.match(stage.name)
+    if m is None:
+        return False
+    if m.group(2) != host_tag() or int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
+        return True
+    fd = _unlocked(stage, directory=True)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 def remove_stale_stages(out: Path) -> list[Path]:
     """Remove the staging folders of `out` left by dead runs of this host (see the module doc).
 

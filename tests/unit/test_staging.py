@@ -59,6 +59,14 @@ def test_a_locked_stage_is_kept_even_if_its_pid_looks_dead(tmp_path: Path) -> No
     assert staging.remove_stale_stages(tmp_path / "run") == [d]
 
 
+def test_in_use_for_a_bench_that_owns_its_tree(tmp_path: Path) -> None:
+    tag, dead = staging.host_tag(), _dead_pid()
+    assert staging.in_use(_stage(tmp_path, f".a.partial-p{os.getppid()}-h{tag}-x"))  # a live run
+    assert staging.in_use(_stage(tmp_path, f".b.partial-p{dead}-hdeadbeef-x"))  # another host
+    assert not staging.in_use(_stage(tmp_path, f".c.partial-p{dead}-h{tag}-x"))  # dead
+    assert not staging.in_use(_stage(tmp_path, ".d.partial-k3j2l1x9"))  # older naming: the owner may clear it
+
+
 def test_staged_run_dir_names_and_locks_its_stage(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with staged_run_dir(out) as stage:

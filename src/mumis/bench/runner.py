@@ -142,10 +142,14 @@ def _prepare_out(out: Path, cfg: BenchConfig, resume: bool) -> dict[str, Any]:
                 f"{str(out)!r} was made with other training settings (recipe, train, split_seed or "
                 "data_dirs) than this config; a resumed bench must keep them: use a new --out"
             )
-        # Debris of a killed run (staged run directories never became real ones).
+        # Debris of a killed run (staged run directories never became real ones); a concurrent
+        # bench's (e.g. another --only) is still in use and stays.
+        from ..staging import in_use
+
         for sub in ("models", "runs"):
             for stale in (out / sub).rglob(".*.partial-*") if (out / sub).is_dir() else []:
-                shutil.rmtree(stale, ignore_errors=True)
+                if not in_use(stale):
+                    shutil.rmtree(stale, ignore_errors=True)
     return state
 
 
