@@ -484,6 +484,9 @@ class _RecoverySpec:
     def make(cls, splits: Splits, cfg: RecoveryConfig, seed: int,
              images: torch.Tensor | None) -> _RecoverySpec:
         rx, ry = splits.retain
+        if len(ry) < 2:
+            raise DataError(f"the recovery audits fine-tune on retain samples and need at least 2; "
+                            f"this split has {len(ry)}: leave 'recovery' out of metrics")
         bn_idx, rl_idx = audit_slices(len(ry), cfg, seed)
         if images is None:
             bn_images, source = rx[bn_idx], f"a seeded slice of {len(bn_idx)} retain images"

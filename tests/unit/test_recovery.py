@@ -304,3 +304,13 @@ def test_cli_bad_recovery_setting_is_one_line_exit_2(runs, capsys, item, needle)
                "--recovery", item])
     _, err = capsys.readouterr()
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_retain_set_too_small_for_the_audits_is_one_clear_error(case):
+    from mumis.data.splits import Splits
+
+    splits, original, _ = case
+    tiny = Splits(forget=splits.forget, retain=(splits.retain[0][:1], splits.retain[1][:1]),
+                  test=splits.test, kind="random", num_classes=10, forgotten_classes=[])
+    with pytest.raises(DataError, match="need at least 2; this split has 1"):
+        evaluate(original, tiny, metrics=["accuracy", "recovery"])
