@@ -31,6 +31,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 INFIX = ".partial-"
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
@@ -187,17 +188,26 @@ def new_stage(out: Path, mode: int) -> Iterator[Path]:
 def signals_held() -> Iterator[None]:
     """Delay Ctrl-C / SIGTERM / SIGHUP until the block is done (a swap or cleanup runs whole).
 
-    Only in the main thread of a posix process (where Python runs its signal handlers); a signal
-    that arrives meanwhile is delivered when the block ends.
+    The Python handlers are swapped for a recorder, and the signals that came meanwhile are
+    raised again at the end (blocking them with a signal mask would not do: the kernel hands a
+    process-wide signal to another thread, torch's for instance, and Python still runs its
+    handler in the main thread at once). Only in the main thread, where handlers can be set.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    pending: list[int] = []
+    old: dict[int, Any] = {}
+    for s in _SIGNALS:
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            old[s] = signal.signal(s, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 def commit_stage(stage: Path, out: Path) -> None:

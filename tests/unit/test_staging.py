@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,13 +118,18 @@ def test_commit_replaces_the_old_run_and_leaves_nothing(tmp_path: Path) -> None:
 def test_signals_are_held_during_the_swap() -> None:
     got: list[int] = []
     old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    # another thread that could take the signal (as torch's threads do in a real run)
+    other = threading.Thread(target=time.sleep, args=(0.5,))
+    other.start()
     try:
         with staging.signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
-            assert got == []  # pending, not delivered
-        assert got == [signal.SIGTERM]  # delivered once the block ends
+            time.sleep(0.05)
+            assert got == []  # held, not handled
+        assert got == [signal.SIGTERM]  # handled once the block ends
     finally:
         signal.signal(signal.SIGTERM, old)
+        other.join()
 
 
 def test_pid_alive() -> None:
