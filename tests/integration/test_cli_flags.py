@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import mumis.cli as cli
 from mumis.cli import VERBS, build_parser, main
 from mumis.exceptions import ConfigError
 from mumis.utils import staged_run_dir
@@ -120,3 +121,20 @@ def test_sigterm_in_a_real_process(tmp_path: Path) -> None:
         p.kill()
     assert p.returncode == 143 and err == "mumis: terminated (SIGTERM)\n", err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ignored_hangup_stays_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `nohup mumis ...`: SIGHUP is ignored before mumis starts, and must stay so while it runs
+    seen = {}
+
+    def run(args: argparse.Namespace) -> int:
+        seen["hup"], seen["term"] = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+        return 0
+
+    _env_runs(monkeypatch, run)
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(["env"]) == 0
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert seen["hup"] is signal.SIG_IGN and seen["term"] is cli._terminate

@@ -69,10 +69,12 @@ def _terminate(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def _signals_as_exceptions() -> Iterator[None]:
     """Turn SIGTERM / SIGHUP into `Terminated` while a verb runs (then restore the handlers)."""
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    # an ignored signal stays ignored (`nohup mumis bench ...` must survive the hang-up)
+    names = [n for n in ("SIGTERM", "SIGHUP")
+             if hasattr(signal, n) and signal.getsignal(getattr(signal, n)) is not signal.SIG_IGN]
     old = {n: signal.signal(getattr(signal, n), _terminate) for n in names}
     try:
         yield
