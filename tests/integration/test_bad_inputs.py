@@ -722,7 +722,7 @@ def test_console_script(argv: list[str], needle: str, env: Env, tmp_path: Path) 
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "mumis"]
     before = _snapshot(env.root)
     proc = subprocess.run([*cmd, *(env.fmt(a) for a in argv)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
+                          timeout=600, env={**os.environ, "PYTHONWARNINGS": "default"})
     assert proc.returncode == 2, proc.stderr
     assert needle in _one_line(proc.stderr)
     assert list(tmp_path.iterdir()) == [] and _snapshot(env.root) == before
