@@ -1,7 +1,7 @@
 """Cost of one MU-Mis step against one cross-entropy step, and of a MU-Mis run against retraining.
 
 Usage:
-    python benchmarks/step_cost.py [--threads 2] [--repeats 20] [--models mlp,cnn] [--run]
+    python benchmarks/step_cost.py [--threads 2] [--repeats 20] [--models mlp,cnn,resnet18-w16] [--run]
 
 Both steps are timed side by side on the same model and batch, interleaved, so the ratio is
 meaningful on a noisy shared machine. A MU-Mis step is the full update of `mumis.methods.MuMis`
@@ -22,7 +22,9 @@ import torch
 from mumis.methods.mumis import MuMis
 from mumis.models import build_model
 
-SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 28, 28), "resnet18": (3, 32, 32)}
+SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 28, 28), "resnet18": (3, 32, 32), "resnet18-w16": (1, 28, 28)}
+#: name -> (built-in model, its options): the width-16 ResNet on 28x28 grey images of issue 12
+BUILD = {"resnet18-w16": ("resnet18", {"width": 16})}
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -36,8 +38,9 @@ def _time(fn, repeats: int) -> list[float]:
 
 def step_ratio(model_name: str, batch: int, repeats: int, device: str) -> dict[str, float]:
     shape = SHAPES[model_name]
-    model = build_model(model_name, input_shape=shape, num_classes=10, mean=[0.5] * shape[0],
-                        std=[0.25] * shape[0], seed=0).to(device).eval()
+    arch, options = BUILD.get(model_name, (model_name, {}))
+    model = build_model(arch, input_shape=shape, num_classes=10, mean=[0.5] * shape[0],
+                        std=[0.25] * shape[0], seed=0, **options).to(device).eval()
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     params = [p for p in model.parameters() if p.requires_grad]

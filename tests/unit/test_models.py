@@ -138,7 +138,7 @@ def test_unknown_model_and_option():
         resolve_model_kwargs("mlp", {"hidden": "a,b"})
     assert resolve_model_kwargs("mlp", {"hidden": "64,32"}) == {"hidden": (64, 32)}
     assert resolve_model_kwargs("cnn", {"hidden": "64"}) == {"hidden": 64}
-    assert model_options("resnet18") == {"width": 64}
+    assert model_options("resnet18") == {"width": 64, "norm": "batch"}
     with pytest.raises(ModelError, match="4x4"):
         build_model("cnn", input_shape=(1, 3, 3), num_classes=10)
 

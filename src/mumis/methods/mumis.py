@@ -32,6 +32,12 @@ from tqdm import tqdm
 from .. import distributed
 from ..exceptions import ConfigError
 from ..functional import input_sensitivity, norms, other_classes, selected_logit_gradients
+from ..functional.batchnorm import (
+    FilterNorms,
+    last_layer_parameters,
+    layers_feeding_batchnorm,
+    parameters_after_batchnorm,
+)
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
 
 StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
@@ -44,7 +50,7 @@ def _h(text: str, **kw: Any) -> Any:
 
 @dataclass
 class MuMisConfig:
-    lr: float = _h("learning rate", default=1e-4)
+    lr: float = _h("learning rate (in units of the normalised loss when normalise is on)", default=0.2)
     optimizer: Literal["sgd", "adam"] = _h("sgd (plain gradient descent) or adam", default="sgd")
     momentum: float = _h("SGD momentum (0 = plain gradient descent)", default=0.0)
     batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=128)
@@ -65,7 +71,9 @@ class MuMisConfig:
     switch: Literal["none", "misclassified"] = _h(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
-    normalise: bool = _h("divide the loss by the initial mean target term (makes lr transferable)", default=False)
+    normalise: bool = _h(
+        "divide the loss by the initial mean target term on the monitor subsample (makes lr transferable across "
+        "models whose sensitivities differ by orders of magnitude)", default=True)
     stop: StopRule = _h(
         "forget_acc: forget accuracy <= target_forget_acc; published: S' turned up from a dip and "
         "S'(t)/S'(0) > delta; growth: S'(t)/S'(0) > delta; v1: mean loss decrease >= delta; none",
@@ -85,6 +93,15 @@ class MuMisConfig:
     monitor_every: int = _h("steps between two evaluations of the stopping statistics", default=5)
     divergence_factor: float = _h(
         "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0)
+    update: Literal["last", "after_batchnorm", "all"] = _h(
+        "which weights move: last: only the last layer with weights (the classifier); after_batchnorm: the "
+        "layers that run after the network's last BatchNorm (all if it has none); all: every weight, as "
+        "published. A re-estimation of BatchNorm statistics cannot undo a change of the layers after the last "
+        "BatchNorm", default="last")
+    batchnorm_filters: Literal["fixed_norm", "free"] = _h(
+        "fixed_norm: keep the norm of each output filter of a layer feeding a BatchNorm (a rescaled filter "
+        "lowers sensitivities only against frozen running statistics, and re-estimating them undoes it); "
+        "free: no constraint, as published", default="fixed_norm")
 
     def validate(self) -> None:
         checks = [
@@ -230,6 +247,9 @@ class MuMis(UnlearningMethod):
     Config = MuMisConfig
     needs_double_backward = True
     supports_distributed = True  # runs under torchrun (see run() and mumis.distributed)
+    batchnorm_mode = "eval"
+    batchnorm_note = ("eval mode (per-sample input gradients need samples that do not interact); by default only "
+                      "the classifier moves (update=last), so no BatchNorm re-estimation can undo the forgetting")
 
     def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | torch.Tensor | None,
               k: int, generator: torch.Generator, shard: slice | None = None) -> torch.Tensor:
@@ -328,6 +348,20 @@ class MuMis(UnlearningMethod):
             return f"logits exploded (max |logit| {m.max_logit:.3g} > {f:g} x start)"
         return None
 
+    def _trainable(self, model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
+        """The parameters the run moves (see the `update` setting)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.config.update == "all":
+            return params
+        chosen = last_layer_parameters(model, x) if self.config.update == "last" else (
+            parameters_after_batchnorm(model, x) or params)
+        ids = {id(p) for p in chosen}
+        params = [p for p in params if id(p) in ids]
+        if not params:
+            raise ConfigError(f"mumis: update={self.config.update} finds no trainable weights in this model; "
+                              "use update=all")
+        return params
+
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         """Unlearn; under torchrun (see `mumis.distributed`) every rank runs this with the same
         seed and forget set: each global batch and its c' are drawn identically on all ranks,
@@ -339,7 +373,9 @@ class MuMis(UnlearningMethod):
             distributed.broadcast_module(model)  # identical start even if the ranks loaded differently
         x_all, y_all = ctx.forget
         n = len(y_all)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = self._trainable(model, x_all[:2])
+        filters = FilterNorms([layer for layer in layers_feeding_batchnorm(model, x_all[:2])
+                               if any(getattr(layer, "weight", None) is p for p in params)] if cfg.batchnorm_filters == "fixed_norm" else [])
         if cfg.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
         else:
@@ -356,9 +392,8 @@ class MuMis(UnlearningMethod):
             return _monitor(model, x_mon, y_mon, c_mon, cfg.norm, k)
 
         m0 = read()
-        scale = 1.0
-        if cfg.normalise:
-            scale = 1.0 / max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)
+        unit = max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)  # the initial target term
+        scale = 1.0 / unit if cfg.normalise else 1.0
         cap: float | torch.Tensor | None = None
         if cfg.irrelevant_cap is not None and cfg.cap_reference == "target":  # per sample, (N,)
             cap = cfg.irrelevant_cap * torch.cat([
@@ -394,9 +429,12 @@ class MuMis(UnlearningMethod):
             opt.zero_grad(set_to_none=True)
             if grads is None:
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
-            for p, gp in zip(params, grads, strict=True):
-                p.grad = gp
+            by_param = dict(zip(params, grads, strict=True))
+            filters.project(by_param)
+            for p in params:
+                p.grad = by_param[p]
             opt.step()
+            filters.retract()
             step += 1
             bar.update(1)
             if step % cfg.monitor_every and step != cfg.max_steps:
@@ -422,6 +460,12 @@ class MuMis(UnlearningMethod):
 class MuMisPublishedConfig(MuMisConfig):
     """The published method as written: unbounded loss, random c', S' growth stopping rule."""
 
+    lr: float = _h("learning rate", default=1e-4)
+    normalise: bool = _h(MuMisConfig.__dataclass_fields__["normalise"].metadata["help"], default=False)
+    update: Literal["last", "after_batchnorm", "all"] = _h(
+        MuMisConfig.__dataclass_fields__["update"].metadata["help"], default="all")
+    batchnorm_filters: Literal["fixed_norm", "free"] = _h(
+        MuMisConfig.__dataclass_fields__["batchnorm_filters"].metadata["help"], default="free")
     irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
     stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="published")
 
@@ -432,6 +476,8 @@ class MuMisPublished(MuMis):
     name = "mumis_published"
     summary = "MU-Mis as published: unbounded objective, S'-based stopping rule"
     Config = MuMisPublishedConfig
+    batchnorm_note = ("eval mode, as the paper states; every weight moves, so on BatchNorm networks a "
+                      "re-estimation of the statistics can bring much of the forgotten class back (docs/mumis.md)")
 
 
 @dataclass
