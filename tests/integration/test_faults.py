@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class World:
     original: Path
     retrained: Path
     bench_cfg: Path
+    refs: dict[str, Path] = field(default_factory=dict)  # verb -> its uninterrupted run
 
     def argv(self, verb: str, out: Path) -> list[str]:
         o = str(out)
@@ -95,16 +96,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return w
 
 
-_REFERENCES: dict[str, Path] = {}
-
-
 def reference(world: World, verb: str) -> Path:
     """The uninterrupted run of `verb` (in this process; made once per module)."""
-    if verb not in _REFERENCES:
+    if verb not in world.refs:
         out = world.root / "ref" / verb
         assert main(world.argv(verb, out)) == 0
-        _REFERENCES[verb] = out
-    return _REFERENCES[verb]
+        world.refs[verb] = out
+    return world.refs[verb]
 
 
 def _env(hash_seed: int, **extra: str) -> dict[str, str]:
