@@ -49,7 +49,7 @@ def _add_global_flags(p: argparse.ArgumentParser, default: Any) -> None:
     if "--debug" not in p._option_string_actions:
         p.add_argument("--debug", action="store_true", default=default,
                        help="on an error, print the traceback too (the exit code stays the same)")
-    if "--quiet" not in p._option_string_actions:
+    if not {"-q", "--quiet"} & set(p._option_string_actions):
         p.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
 
 
