@@ -138,3 +138,18 @@ def test_an_ignored_hangup_stays_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         signal.signal(signal.SIGHUP, old)
     assert seen["hup"] is signal.SIG_IGN and seen["term"] is cli._terminate
+
+
+def test_quiet_after_the_verb_reaches_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[bool] = []
+
+    def fake_train_run(**kw: object) -> None:
+        seen.append(bool(kw["progress"]))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("mumis.training.train_run", fake_train_run)
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out]) == 2
+    assert main(["train", "--out", out, "-q"]) == 2
+    assert main(["-q", "train", "--out", out]) == 2
+    assert seen == [True, False, False]
