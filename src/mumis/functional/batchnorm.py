@@ -28,9 +28,8 @@ def layers_feeding_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Modul
     """Conv / linear layers whose output goes straight into a BatchNorm, found on one forward.
 
     Pairs are matched on the tensor itself (the conv's output object is the BatchNorm's input),
-    so any architecture works, whatever its module order; a layer whose output is used
-    elsewhere too is still listed (its scale still reaches the BatchNorm unnormalised nowhere
-    but in that branch: accept that approximation rather than miss the common case).
+    so any architecture works, whatever its module order. A layer whose output also goes
+    elsewhere is listed too (its scale is then visible on the other path: an approximation).
 
     Args:
         model: any module.
@@ -187,7 +186,8 @@ def reestimate_batchnorm(model: nn.Module, x: torch.Tensor, *, batch_size: int =
 
     What a user (or an attacker) with a few unlabelled images can do: reset the statistics,
     forward `x` with only the BatchNorm layers in train mode and a cumulative average
-    (momentum None), no gradient step. The model is left in eval mode.
+    (momentum None: each batch's statistics weigh the same), no gradient step. The model is left
+    in eval mode.
     """
     layers = list(batchnorm_layers(model))
     momenta = [m.momentum for m in layers]

@@ -1,0 +1,176 @@
+"""MU-Mis on normalised networks (issue 12): forgetting that survives a BatchNorm re-estimation,
+defaults that do not depend on the scale of the input sensitivities, the resnet18 `norm` option
+and the BatchNorm helpers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mumis
+from mumis.data import load_dataset, make_splits, resolve_manifest
+from mumis.exceptions import ModelError
+from mumis.functional.batchnorm import (
+    FilterNorms,
+    last_layer_parameters,
+    layers_feeding_batchnorm,
+    parameters_after_batchnorm,
+    reestimate_batchnorm,
+)
+from mumis.models import Normalize, build_model, check_double_backward, resolve_model_kwargs
+
+#: the behaviour before issue 12: every weight moves, raw loss, plain SGD at 1e-4
+OLD = {"update": "all", "batchnorm_filters": "free", "lr": 1e-4, "normalise": False}
+
+
+def _net(norm: str, std: float = 0.3) -> nn.Module:
+    layer = (lambda c: nn.BatchNorm2d(c)) if norm == "batch" else (lambda c: nn.GroupNorm(4, c))
+    return nn.Sequential(
+        Normalize([0.3], [std]), nn.Conv2d(1, 16, 3, padding=1, bias=False), layer(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), layer(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30) -> nn.Module:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=g).split(64):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def _acc(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
+    with torch.no_grad():
+        return 100.0 * float((model.eval()(pair[0]).argmax(1) == pair[1]).float().mean())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    bundle = load_dataset("digits")
+    return bundle, make_splits(bundle, resolve_manifest("class:3", bundle, seed=0))
+
+
+@pytest.fixture(scope="module")
+def bn_case(digits):
+    bundle, splits = digits
+    torch.manual_seed(0)
+    return _train(_net("batch"), bundle.x_train, bundle.y_train), splits
+
+
+def test_default_forgetting_survives_batchnorm_reestimation(bn_case):
+    """The old behaviour forgets only against stale BatchNorm statistics: re-estimating them on
+    300 unlabelled retain images brings the class back. The default keeps it forgotten, and keeps
+    the remaining classes without any re-estimation."""
+    original, splits = bn_case
+    unlabelled = splits.retain[0][:300]
+    old = mumis.unlearn(original, splits.forget, device="cpu", **OLD).model
+    assert _acc(old, splits.forget) <= 1.0
+    assert _acc(reestimate_batchnorm(copy.deepcopy(old), unlabelled), splits.forget) >= 80.0
+
+    res = mumis.unlearn(original, splits.forget, device="cpu")
+    assert _acc(res.model, splits.forget) <= 1.0 and _acc(res.model, splits.test_forgotten) <= 3.0
+    assert _acc(res.model, splits.test_remaining) >= _acc(original, splits.test_remaining) - 1.5
+    again = reestimate_batchnorm(copy.deepcopy(res.model), unlabelled)
+    assert _acc(again, splits.forget) <= 3.0 and _acc(again, splits.test_forgotten) <= 3.0
+    # only the classifier's weight moved (its bias gets no gradient: input gradients ignore it);
+    # every BatchNorm buffer and every conv weight is the original's
+    for (name, a), b in zip(res.model.state_dict().items(), original.state_dict().values(), strict=True):
+        assert torch.equal(a, b) == (name != "9.weight"), name
+
+
+def test_default_is_scale_free_on_a_groupnorm_net(digits):
+    """Sensitivities 100x smaller (inputs divided by 3 more, squared norms by ~100 on top of
+    a small GroupNorm net): the fixed lr of the old behaviour moves nothing in 50 steps; the
+    normalised default forgets, and takes the same steps as on the unscaled copy."""
+    bundle, splits = digits
+    torch.manual_seed(0)
+    small = _train(_net("group"), bundle.x_train, bundle.y_train)
+    tiny = copy.deepcopy(small)
+    tiny[0].std.mul_(10.0)  # GroupNorm after the conv undoes the scale: same function, S_k / 10
+    assert _acc(tiny, splits.test) == pytest.approx(_acc(small, splits.test), abs=0.5)
+    old = mumis.unlearn(tiny, splits.forget, device="cpu", max_steps=50, **OLD)
+    assert _acc(old.model, splits.forget) >= 95.0
+    a = mumis.unlearn(small, splits.forget, device="cpu")
+    b = mumis.unlearn(tiny, splits.forget, device="cpu")
+    assert _acc(b.model, splits.forget) <= 1.0 and _acc(b.model, splits.test_forgotten) <= 3.0
+    assert a.steps == b.steps
+    assert _acc(b.model, splits.test_remaining) >= _acc(tiny, splits.test_remaining) - 1.5
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "none"])
+def test_resnet18_norm_option_builds_and_supports_double_backward(norm):
+    model = build_model("resnet18", input_shape=(1, 16, 16), num_classes=4, width=4, norm=norm, seed=0).eval()
+    kinds = {type(m).__name__ for m in model.modules()}
+    expected = {"batch": "BatchNorm2d", "group": "GroupNorm", "layer": "GroupNorm", "none": None}[norm]
+    assert (expected in kinds) if expected else not ({"BatchNorm2d", "GroupNorm"} & kinds)
+    if norm == "layer":
+        assert all(m.num_groups == 1 for m in model.modules() if isinstance(m, nn.GroupNorm))
+    check_double_backward(model, torch.rand(2, 1, 16, 16))
+    assert resolve_model_kwargs("resnet18", {"norm": norm}) == {"norm": norm}
+
+
+def test_resnet18_unknown_norm_is_one_clear_error():
+    with pytest.raises(ModelError, match="norm must be one of batch, group, layer, none"):
+        build_model("resnet18", input_shape=(1, 16, 16), num_classes=4, width=4, norm="instance")
+
+
+def test_layer_finders_on_resnets_and_a_cnn():
+    x = torch.rand(2, 1, 16, 16)
+    bn = build_model("resnet18", input_shape=(1, 16, 16), num_classes=4, width=4, seed=0)
+    names = {id(p): n for n, p in bn.named_parameters()}
+    assert [names[id(p)] for p in parameters_after_batchnorm(bn, x)] == ["fc.weight", "fc.bias"]
+    assert [names[id(p)] for p in last_layer_parameters(bn, x)] == ["fc.weight", "fc.bias"]
+    feeding = layers_feeding_batchnorm(bn, x)
+    assert len(feeding) == sum(isinstance(m, nn.Conv2d) for m in bn.modules())  # every conv feeds a BatchNorm
+    gn = build_model("resnet18", input_shape=(1, 16, 16), num_classes=4, width=4, norm="group", seed=0)
+    assert parameters_after_batchnorm(gn, x) == [] and layers_feeding_batchnorm(gn, x) == []
+    cnn = build_model("cnn", input_shape=(1, 16, 16), num_classes=4, seed=0)
+    names = {id(p): n for n, p in cnn.named_parameters()}
+    assert [names[id(p)] for p in last_layer_parameters(cnn, x)] == ["classifier.3.weight", "classifier.3.bias"]
+    assert bn.training and cnn.training  # modes restored
+
+
+def test_update_all_with_fixed_filter_norms_keeps_each_filter_norm(bn_case):
+    original, splits = bn_case
+    res = mumis.unlearn(original, splits.forget, device="cpu", update="all", lr=0.05, max_steps=5,
+                        stop="none", monitor_every=5)
+    for i in (1, 4):  # the two convs, each feeding a BatchNorm
+        before = original[i].weight.flatten(1).norm(dim=1)
+        after = res.model[i].weight.flatten(1).norm(dim=1)
+        torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(res.model[i].weight, original[i].weight)
+
+
+def test_filter_norm_projection_removes_the_radial_component():
+    conv = nn.Conv2d(2, 3, 3)
+    fn = FilterNorms([conv])
+    g = torch.randn_like(conv.weight)
+    grads: dict[nn.Parameter, torch.Tensor | None] = {conv.weight: g, conv.bias: torch.ones(3)}
+    fn.project(grads)
+    proj = grads[conv.weight]
+    assert proj is not None and grads[conv.bias] is not None
+    assert (proj.flatten(1) * conv.weight.detach().flatten(1)).sum(1).abs().max() < 1e-5
+    assert float(grads[conv.bias].abs().sum()) == 0.0  # type: ignore[union-attr]
+
+
+def test_reestimate_batchnorm_matches_the_data_and_restores_settings():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.3)).eval()
+    x = torch.randn(50, 1, 6, 6) * 2 + 1
+    with torch.no_grad():
+        z = model[0](x).transpose(0, 1).flatten(1)
+    reestimate_batchnorm(model, x, batch_size=50)  # one batch: exactly the data's statistics
+    torch.testing.assert_close(model[1].running_mean, z.mean(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, z.var(1), rtol=1e-3, atol=1e-4)
+    reestimate_batchnorm(model, x, batch_size=10)  # equal batches: the mean of the batch means
+    torch.testing.assert_close(model[1].running_mean, z.mean(1), rtol=1e-4, atol=1e-5)
+    assert model[1].momentum == 0.3 and not model.training
