@@ -3,8 +3,8 @@ process, locked while it lives.
 
 `utils.staged_run_dir` writes a run into `.NAME.partial-p<pid>-h<host>-<random>` beside `NAME`
 and renames it into place when complete. A run killed with SIGKILL (or a power cut) cannot remove
-its staging folder, so the next run towards the same `NAME` removes the ones whose owner is
-gone. A folder counts as stale only when all of these hold:
+its staging folder, so the next run that writes a run directory in the same folder removes the
+ones whose owner is gone. A folder counts as stale only when all of these hold:
 
 - its name has our pattern, with this host's tag (a run on another machine sharing the folder
   over the network is never judged by our process table);
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 INFIX = ".partial-"
+#: Any staging folder named by this module: groups pid and host tag.
+_ANY_STAGE = re.compile(rf"^\..+{re.escape(INFIX)}p(\d+)-h([0-9a-f]{{8}})-.+$")
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
@@ -44,10 +46,6 @@ def host_tag() -> str:
 
 def stage_prefix(out: Path) -> str:
     return f".{out.name}{INFIX}p{os.getpid()}-h{host_tag()}-"
-
-
-def _pattern(out: Path) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(out.name)}{re.escape(INFIX)}p(\d+)-h([0-9a-f]{{8}})-.+$")
 
 
 def pid_alive(pid: int) -> bool:
@@ -123,9 +121,6 @@ def _remove_stale(parent: Path, pattern: re.Pattern[str], directory: bool) -> li
     return removed
 
 
-_ANY_STAGE = re.compile(rf"^\..+{re.escape(INFIX)}p(\d+)-h([0-9a-f]{{8}})-.+$")
-
-
 def in_use(stage: Path) -> bool:
     """True when `stage` is a staging folder named by this module whose run may still be going
     (alive, locked, or on another host); False for debris of a dead run and for a folder named
@@ -143,12 +138,13 @@ def in_use(stage: Path) -> bool:
 
 
 def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the staging folders of `out` left by dead runs of this host (see the module doc).
+    """Remove the staging folders beside `out` (of any run directory there) left by dead runs
+    of this host (see the module doc).
 
     Returns:
         The folders removed.
     """
-    return _remove_stale(out.parent, _pattern(out), directory=True)
+    return _remove_stale(out.parent, _ANY_STAGE, directory=True)
 
 
 def tmp_prefix(path: Path) -> str:

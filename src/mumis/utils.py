@@ -220,7 +220,7 @@ def staged_run_dir(out: str | Path, *, overwrite: bool = False, kind: OutputKind
 
     On any error the staging folder is removed, so no half-written run directory is left that a
     later run could mistake for a good one; staging folders of runs killed outright are removed
-    by the next run towards the same `out` (`mumis.staging`). `overwrite` and `kind`: see `check_overwritable`.
+    by the next run that writes beside them (`mumis.staging`). `overwrite` and `kind`: see `check_overwritable`.
     """
     out = Path(out)
     check_overwritable(out, overwrite=overwrite, kind=kind)

@@ -34,18 +34,18 @@ def test_only_stale_stages_of_our_own_are_removed(tmp_path: Path) -> None:
     out, tag, dead = tmp_path / "run", staging.host_tag(), _dead_pid()
     stale = _stage(tmp_path, f".run.partial-p{dead}-h{tag}-abc123")
     stale_old = _stage(tmp_path, f".run.partial-p{dead}-h{tag}-abc123-old")  # killed mid-swap
+    stale_other = _stage(tmp_path, f".other.partial-p{dead}-h{tag}-x")  # another --out, same folder
     keep = [
         _stage(tmp_path, f".run.partial-p{os.getppid()}-h{tag}-live"),  # a live process
         _stage(tmp_path, f".run.partial-p{os.getpid()}-h{tag}-mine"),  # this very process
         _stage(tmp_path, f".run.partial-p{dead}-hdeadbeef-otherhost"),  # another machine
         _stage(tmp_path, ".run.partial-k3j2l1x9"),  # an older mumis: owner unknown
-        _stage(tmp_path, f".other.partial-p{dead}-h{tag}-x"),  # another --out
         _stage(tmp_path, f"run.partial-p{dead}-h{tag}-x"),  # not hidden: not ours
     ]
     (tmp_path / f".run.partial-p{dead}-h{tag}-file").write_text("a file, not a staging folder")
     removed = staging.remove_stale_stages(out)
-    assert sorted(removed) == sorted([stale, stale_old])
-    assert not stale.exists() and not stale_old.exists()
+    assert sorted(removed) == sorted([stale, stale_old, stale_other])
+    assert not any(p.exists() for p in (stale, stale_old, stale_other))
     assert all(k.exists() for k in keep)
 
 
