@@ -8,6 +8,8 @@ Usage (each prints one table; cached original/retrained pairs live in runs/study
     python benchmarks/mumis_study.py premise                  # sensitivities and the published rule's S' curve
 
 Single-threaded (torch.set_num_threads(1)) so several can run side by side on 2 cores.
+Every run starts from the defaults these sections were measured with (`study_lib.EARLIER_DEFAULTS`:
+every weight, raw loss, SGD 1e-4); today's defaults come from section 7 (benchmarks/resnet_study.py).
 Gap = mean |difference to retrain| over (test_remaining_acc, test_forgotten_acc, test_acc), in
 points (the MU-Mis paper's Avg. Gap for class-wise forgetting).
 """
