@@ -174,3 +174,42 @@ def test_reestimate_batchnorm_matches_the_data_and_restores_settings():
     reestimate_batchnorm(model, x, batch_size=10)  # equal batches: the mean of the batch means
     torch.testing.assert_close(model[1].running_mean, z.mean(1), rtol=1e-4, atol=1e-5)
     assert model[1].momentum == 0.3 and not model.training
+
+
+@pytest.mark.parametrize(("name", "options"), [("resnet18", {"width": 4}), ("resnet18", {"width": 4, "norm": "group"}),
+                                               ("cnn", {"channels": (4, 8), "hidden": 16}), ("mlp", {"hidden": (16,)})])
+@pytest.mark.parametrize("settings", [{}, {"norm": "l2"}, {"irrelevant_cap": None}, {"switch": "misclassified"}])
+def test_last_layer_fast_gradient_equals_double_backward(name, options, settings):
+    """The default step's closed-form gradient (forward-mode products) is the autograd gradient."""
+    from mumis.functional.batchnorm import linear_output_layer
+    from mumis.methods.mumis import MuMis
+
+    shape = (1, 8, 8)
+    model = build_model(name, input_shape=shape, num_classes=5, seed=0, **options).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    x, c = torch.rand(12, *shape, generator=gen, dtype=torch.float64), torch.randint(0, 5, (12,), generator=gen)
+    head = linear_output_layer(model, x[:2])
+    assert head is not None
+    algo = MuMis(**settings)
+    cap = None if settings.get("irrelevant_cap", 1.0) is None else torch.rand(12, generator=gen, dtype=torch.float64)
+    if cap is not None:  # caps around the samples' terms, so both sides of the clamp are exercised
+        from mumis.functional import input_sensitivity
+
+        cap = cap * 2 * input_sensitivity(model, x, (c + 1) % 5, norm=algo.config.norm).detach()
+    loss = algo._loss(model, x, c, cap, 5, torch.Generator().manual_seed(3))
+    expected = torch.autograd.grad(loss, [head.weight, head.bias], allow_unused=True)
+    fast_loss, fast = algo._head_grads(model, head, x, c, cap, 5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(fast_loss, loss.detach())
+    for got, want in zip(fast, expected, strict=True):
+        torch.testing.assert_close(got, torch.zeros_like(got) if want is None else want)
+    assert float(fast[0].abs().sum()) > 0.0 or settings.get("switch")
+
+
+def test_linear_output_layer_needs_the_logits_to_be_its_output():
+    from mumis.functional.batchnorm import linear_output_layer
+
+    x = torch.rand(2, 3)
+    plain = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert linear_output_layer(plain, x) is plain[2]
+    scaled = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Tanh())  # logits are not its output
+    assert linear_output_layer(scaled, x) is None

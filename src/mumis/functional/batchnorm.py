@@ -144,12 +144,35 @@ def _own_parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
     return params
 
 
-def last_layer_parameters(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
-    """The weights of the last layer that has any (in forward order): the classifier of most networks."""
+def last_layer(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The last module with weights of its own, in forward order: the classifier of most networks."""
     order = [m for m in _forward_order(model, x) if any(True for _ in m.parameters(recurse=False))]
-    if not order:  # the model itself holds the weights (a bare nn.Linear)
-        return list(model.parameters())
-    return _own_parameters(order[-1:])
+    return order[-1] if order else model  # no submodule with weights: the model itself (a bare nn.Linear)
+
+
+def last_layer_parameters(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
+    """The weights of `last_layer(model, x)`."""
+    layer = last_layer(model, x)
+    return list(layer.parameters()) if layer is model else _own_parameters([layer])
+
+
+def linear_output_layer(model: nn.Module, x: torch.Tensor) -> nn.Linear | None:
+    """`last_layer(model, x)` if it is an nn.Linear whose output is the model's output, else None."""
+    layer = last_layer(model, x)
+    if not isinstance(layer, nn.Linear):
+        return None
+    seen: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        handle.remove()
+        for m, t in modes.items():
+            m.training = t
+    return layer if len(seen) == 1 and seen[0] is out else None
 
 
 def parameters_after_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
