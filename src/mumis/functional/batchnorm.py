@@ -156,25 +156,6 @@ def last_layer_parameters(model: nn.Module, x: torch.Tensor) -> list[nn.Paramete
     return list(layer.parameters()) if layer is model else _own_parameters([layer])
 
 
-def linear_output_layer(model: nn.Module, x: torch.Tensor) -> nn.Linear | None:
-    """`last_layer(model, x)` if it is an nn.Linear whose output is the model's output, else None."""
-    layer = last_layer(model, x)
-    if not isinstance(layer, nn.Linear):
-        return None
-    seen: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        handle.remove()
-        for m, t in modes.items():
-            m.training = t
-    return layer if len(seen) == 1 and seen[0] is out else None
-
-
 def parameters_after_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
     """The parameters of the layers that run after the network's last BatchNorm, found on one forward.
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.autograd.forward_ad as fwad
 from torch import nn
 from tqdm import tqdm
 
@@ -37,7 +36,6 @@ from ..functional.batchnorm import (
     FilterNorms,
     last_layer_parameters,
     layers_feeding_batchnorm,
-    linear_output_layer,
     parameters_after_batchnorm,
 )
 from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
@@ -187,21 +185,6 @@ def _monitor_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelev
                     loss=float(sums[3]), forget_acc=100.0 * float(sums[4]), max_logit=float(top[0]))
 
 
-def _feature_jvp(model: nn.Module, head: nn.Linear, x: torch.Tensor, tangent: torch.Tensor) -> torch.Tensor:
-    """(B, D): J_i t_i, the derivative of `head`'s input at x_i in the direction t_i (forward mode)."""
-    found: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(lambda _m, inp: found.append(inp[0]))
-    try:
-        with torch.no_grad(), fwad.dual_level():
-            model(fwad.make_dual(x, tangent))
-            out = fwad.unpack_dual(found[0]).tangent
-    finally:
-        handle.remove()
-    if out is None:  # the features do not depend on the input: no sensitivity to move
-        return torch.zeros(x.shape[0], head.in_features, dtype=x.dtype, device=x.device)
-    return out.reshape(x.shape[0], -1)
-
-
 def _take(cap: float | torch.Tensor | None, idx: torch.Tensor) -> float | torch.Tensor | None:
     """The batch's caps: per-sample caps are indexed, a scalar cap is shared."""
     return cap[idx] if isinstance(cap, torch.Tensor) else cap
@@ -306,48 +289,6 @@ class MuMis(UnlearningMethod):
             per_sample = per_sample * (logits.detach().argmax(1) == c).float()
         return per_sample.mean()
 
-    def _head_grads(self, model: nn.Module, head: nn.Linear, x: torch.Tensor, c: torch.Tensor,
-                    cap: float | torch.Tensor | None, k: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """(batch loss, [weight grad, bias grad]) of `_loss` when only a linear output layer moves.
-
-        With logits `W phi(x) + b`, the input gradient of logit j is `J(x)^T w_j` (J = d phi / d x),
-        so `d |g_j|^2 / d w_j = 2 J(x) g_j`: a Jacobian-vector product of the features in the
-        direction of the input gradient itself. Two plain backward passes (the input gradients) and
-        one forward-mode pass over the doubled batch (the products) replace the double backward; the bias gets no
-        gradient. Same loss, the same c' draws and the same gradient as `_loss` + autograd
-        (tests/methods/test_mumis_resnet.py checks it).
-        """
-        cfg = self.config
-        shift = torch.randint(1, k, c.shape, generator=generator, device=generator.device)
-        irr = (c + shift.to(c.device)) % k
-        x = x.detach().requires_grad_(True)
-        logits = model(x)  # (B, K)
-        g_t = selected_logit_gradients(logits, x, c, retain_graph=True)
-        g_i = selected_logit_gradients(logits, x, irr)
-        s_t, s_i = norms(g_t, cfg.norm), norms(g_i, cfg.norm)
-        below = torch.ones_like(s_i) if cap is None else (s_i <= cap).to(s_i.dtype)  # clamp passes the gradient
-        s_i = s_i if cap is None else s_i.clamp(max=cap)
-        keep = torch.ones_like(s_t)
-        if cfg.switch == "misclassified":
-            keep = (logits.detach().argmax(1) == c).to(s_t.dtype)
-        loss = (keep * (cfg.target_weight * s_t - cfg.irrelevant_weight * s_i)).mean()
-        if cfg.norm == "squared":  # d s / d g: 2 g (squared) or g / |g| (l2)
-            d_t, d_i = torch.full_like(s_t, 2.0), torch.full_like(s_i, 2.0)
-        else:
-            d_t, d_i = 1.0 / s_t.clamp_min(1e-12), 1.0 / norms(g_i, "l2").clamp_min(1e-12)
-        coef_t = keep * cfg.target_weight * d_t / len(c)  # (B,)
-        coef_i = -keep * cfg.irrelevant_weight * below * d_i / len(c)
-        x0 = x.detach()
-        jt, ji = _feature_jvp(model, head, torch.cat([x0, x0]), torch.cat([g_t, g_i])).chunk(2)  # one pass
-        grad_w = torch.zeros_like(head.weight)
-        grad_w.index_add_(0, c, coef_t[:, None] * jt)
-        grad_w.index_add_(0, irr, coef_i[:, None] * ji)
-        grads: list[torch.Tensor | None] = [grad_w]
-        if head.bias is not None:
-            grads.append(torch.zeros_like(head.bias))
-        return loss.detach(), grads
-
     def _reduced_grads(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, c: torch.Tensor,
                        cap: float | torch.Tensor | None, k: int, generator: torch.Generator,
                        scale: float) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
@@ -421,20 +362,6 @@ class MuMis(UnlearningMethod):
                               "use update=all")
         return params
 
-    def _fast_head(self, model: nn.Module, x: torch.Tensor, params: list[nn.Parameter],
-                   dist_on: bool) -> nn.Linear | None:
-        """The linear output layer when it is all that moves and `_head_grads` applies, else None."""
-        if self.config.irrelevant != "random" or dist_on:
-            return None
-        head = linear_output_layer(model, x)
-        if head is None or {id(p) for p in params} != {id(p) for p in head.parameters()}:
-            return None
-        try:  # forward-mode AD must support every operation of the model
-            _feature_jvp(model, head, x.detach(), torch.zeros_like(x))
-        except (RuntimeError, NotImplementedError):
-            return None
-        return head
-
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         """Unlearn; under torchrun (see `mumis.distributed`) every rank runs this with the same
         seed and forget set: each global batch and its c' are drawn identically on all ranks,
@@ -447,7 +374,6 @@ class MuMis(UnlearningMethod):
         x_all, y_all = ctx.forget
         n = len(y_all)
         params = self._trainable(model, x_all[:2])
-        head = self._fast_head(model, x_all[:2], params, dist_on)
         filters = FilterNorms([layer for layer in layers_feeding_batchnorm(model, x_all[:2])
                                if any(getattr(layer, "weight", None) is p for p in params)] if cfg.batchnorm_filters == "fixed_norm" else [])
         if cfg.optimizer == "sgd":
@@ -494,9 +420,6 @@ class MuMis(UnlearningMethod):
             grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...] | None = None
             if dist_on:
                 loss, grads = self._reduced_grads(model, params, x_all[idx], c, _take(cap, idx), k, g, scale)
-            elif head is not None:
-                loss, grads = self._head_grads(model, head, x_all[idx], c, _take(cap, idx), k, g)
-                loss, grads = loss * scale, [None if gp is None else gp * scale for gp in grads]
             else:
                 loss = self._loss(model, x_all[idx], c, _take(cap, idx), k, g) * scale
             if not torch.isfinite(loss):
