@@ -174,3 +174,15 @@ def test_reestimate_batchnorm_matches_the_data_and_restores_settings():
     reestimate_batchnorm(model, x, batch_size=10)  # equal batches: the mean of the batch means
     torch.testing.assert_close(model[1].running_mean, z.mean(1), rtol=1e-4, atol=1e-5)
     assert model[1].momentum == 0.3 and not model.training
+
+
+def test_update_setting_names_what_moved_and_refuses_a_frozen_classifier(bn_case):
+    original, splits = bn_case
+    res = mumis.unlearn(original, splits.forget, device="cpu", max_steps=5, stop="none")
+    assert res.extra["updated"] == ["9.weight", "9.bias"]
+    res = mumis.unlearn(original, splits.forget, device="cpu", max_steps=5, stop="none", update="after_batchnorm")
+    assert res.extra["updated"] == ["9.weight", "9.bias"]
+    frozen = copy.deepcopy(original)
+    frozen[9].requires_grad_(False)
+    with pytest.raises(mumis.exceptions.ConfigError, match="update=last finds no trainable weights"):
+        mumis.unlearn(frozen, splits.forget, device="cpu")

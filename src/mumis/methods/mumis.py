@@ -452,8 +452,10 @@ class MuMis(UnlearningMethod):
                 stop_reason = reason
                 break
         bar.close()
+        moved = {id(p) for p in params}
         return RunOutput(steps=step, stop_reason=stop_reason, history=history,
-                         extra={"restored_step": good_step if stop_reason.startswith("diverged") else None})
+                         extra={"restored_step": good_step if stop_reason.startswith("diverged") else None,
+                                "updated": [n for n, p in model.named_parameters() if id(p) in moved]})
 
 
 @dataclass
