@@ -1,6 +1,6 @@
 """`mumis unlearn` under torchrun (2 CPU processes, gloo) equals one process on the same batches.
 
-One real `torchrun --standalone --nproc_per_node=2` run and one plain `python -m mumis` run with
+One real `torchrun --nproc_per_node=2` run (static rendezvous on 127.0.0.1) and one plain `python -m mumis` run with
 identical settings on a tiny digits MLP; the forget-accuracy rule stops the run before
 max_steps, so the test also shows that both ranks stop at the same step as one process.
 """
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,22 @@ from mumis.cli import main
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 SETTINGS = ["--set", "batch_size=64", "--set", "max_steps=60", "--set", "monitor_every=2",
-            "--set", "lr=5e-4", "--set", "stop=forget_acc"]
+            "--set", "lr=5e-4", "--set", "stop=forget_acc",
+            # every weight, unnormalised loss: the double-backprop path, sharded across ranks
+            "--set", "update=all", "--set", "normalise=false"]
 RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json"}
+
+
+def _torchrun() -> list[str]:
+    """torchrun on one node with a static rendezvous on 127.0.0.1 and a free port.
+
+    `--standalone` resolves "localhost", which fails on machines without /etc/hosts (seen in a
+    sandbox); the loopback address needs no name resolution.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [str(TORCHRUN), "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={port}"]
 
 
 def _env() -> dict[str, str]:
@@ -51,7 +66,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     ckpt = tmp / "orig"
     assert main(["-q", "train", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--out", str(ckpt)]) == 0
     one = _unlearn([sys.executable], ckpt, tmp / "one")
-    two = _unlearn([str(TORCHRUN), "--standalone", "--nproc_per_node=2"], ckpt, tmp / "two")
+    two = _unlearn([*_torchrun(), "--nproc_per_node=2"], ckpt, tmp / "two")
     return {"tmp": tmp, "one": tmp / "one", "two": tmp / "two", "log_two": two.stdout + two.stderr,
             "log_one": one.stdout + one.stderr}
 
@@ -156,7 +171,7 @@ def test_api_under_torchrun_matches_one_process_on_edge_cases(tmp_path: Path) ->
 
     script = tmp_path / "worker.py"
     script.write_text(_SCRIPT)
-    done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), json.dumps(CASES),
+    done = subprocess.run([*_torchrun(), "--nproc_per_node=2", str(script), json.dumps(CASES),
                            str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -181,7 +196,7 @@ def test_train_under_torchrun_matches_one_process(tmp_path: Path) -> None:
         pytest.skip("torchrun not installed beside this python")
     args = ["-q", "train", "--dataset", "digits", "--model", "mlp", "--epochs", "2"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mumis", *args,
+    done = subprocess.run([*_torchrun(), "--nproc_per_node=2", "-m", "mumis", *args,
                            "--out", str(tmp_path / "two")], capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (done.stdout + done.stderr).count("-> ") == 1  # only rank 0 reports (and writes)
