@@ -73,8 +73,14 @@ def _tiny_case() -> TinyCase:
     x, y = bundle.x_train[idx], bundle.y_train[idx]  # (80, 1, 8, 8), (80,)
     model = build_model("mlp", input_shape=bundle.input_shape, num_classes=10,
                         mean=[float(x.mean())], std=[float(x.std())], hidden=[32], seed=0)
-    # Memorise the 80 samples (full batch Adam; well under a second), so that forgetting has
-    # something to undo and forget accuracy does not stop the methods at step 0.
+    # Memorise the 80 samples, so that forgetting has something to undo and forget accuracy
+    # does not stop the methods at step 0.
+    _memorise(model, x, y)
+    return TinyCase(model=model, forget=(x[:40], y[:40]), retain=(x[40:], y[40:]))
+
+
+def _memorise(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Full-batch Adam in train mode (well under a second), then eval mode."""
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
     for _ in range(60):
@@ -82,7 +88,6 @@ def _tiny_case() -> TinyCase:
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     model.eval()
-    return TinyCase(model=model, forget=(x[:40], y[:40]), retain=(x[40:], y[40:]))
 
 
 def tiny_case() -> TinyCase:
@@ -100,13 +105,7 @@ def _tiny_bn_case() -> TinyCase:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 32), nn.BatchNorm1d(32),
                               nn.ReLU(), nn.Linear(32, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    model.train()
-    for _ in range(60):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
+    _memorise(model, x, y)
     return TinyCase(model=model, forget=case.forget, retain=case.retain)
 
 
