@@ -33,9 +33,9 @@ import mumis
 from mumis.checkpoint import load_checkpoint, load_run_splits
 from mumis.config import parse_set_args
 from mumis.data import Splits
-from mumis.functional.batchnorm import batchnorm_layers, reestimate_batchnorm
 from mumis.methods import METHODS
 from mumis.methods.base import RunContext
+from mumis.metrics.recovery import batchnorm_layers, reestimate_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "rstudy"
@@ -104,9 +104,8 @@ def reest_images(s: Splits) -> torch.Tensor:
 
 
 def after_reestimation(model: nn.Module, s: Splits) -> dict[str, float] | None:
-    if not any(True for _ in batchnorm_layers(model)):
-        return None
-    return accs(reestimate_batchnorm(copy.deepcopy(model), reest_images(s)), s)
+    reestimated = reestimate_batchnorm(model, reest_images(s))  # a copy; None without BatchNorm
+    return None if reestimated is None else accs(reestimated, s)
 
 
 HEAD = ("| variant | steps | time (s) | % of retrain | test_rem | test_fgt | forget | re-est. test_rem | "

@@ -10,8 +10,6 @@ direction: it keeps the norm of every such output filter fixed while the weights
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -19,9 +17,19 @@ from torch.nn.modules.batchnorm import _BatchNorm
 _LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    """True if any submodule is a BatchNorm layer (running statistics)."""
-    return any(isinstance(m, _BatchNorm) for m in model.modules())
+def _eval_forward(model: nn.Module, x: torch.Tensor, handles: list[torch.utils.hooks.RemovableHandle]) -> None:
+    """One no-grad eval-mode forward of `x` with `handles` registered; removes them and restores
+    every module's mode afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in modes.items():
+            m.training = t
 
 
 def layers_feeding_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
@@ -51,16 +59,7 @@ def layers_feeding_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Modul
 
     handles = [m.register_forward_hook(after_layer) for m in model.modules() if isinstance(m, _LINEAR)]
     handles += [m.register_forward_pre_hook(before_bn) for m in model.modules() if isinstance(m, _BatchNorm)]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in modes.items():
-            m.training = t
+    _eval_forward(model, x, handles)
     return found
 
 
@@ -122,16 +121,7 @@ def _forward_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
         order.append(mod)
 
     handles = [m.register_forward_hook(seen) for m in model.modules() if m is not model]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in modes.items():
-            m.training = t
+    _eval_forward(model, x, handles)
     return order
 
 
@@ -176,35 +166,3 @@ def parameters_after_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Par
     # submodules run before the last BatchNorm count
     after = [m for m in order[last + 1 :] if not any(sub in before for sub in m.modules())]
     return _own_parameters(after)
-
-
-def batchnorm_layers(model: nn.Module) -> Iterator[_BatchNorm]:
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            yield m
-
-
-@torch.no_grad()
-def reestimate_batchnorm(model: nn.Module, x: torch.Tensor, *, batch_size: int = 200) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics on `x`, in place; returns the model.
-
-    What a user (or an attacker) with a few unlabelled images can do: reset the statistics,
-    forward `x` with only the BatchNorm layers in train mode and a cumulative average
-    (momentum None: each batch's statistics weigh the same), no gradient step. The model is left
-    in eval mode.
-    """
-    layers = list(batchnorm_layers(model))
-    momenta = [m.momentum for m in layers]
-    model.eval()
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
-    finally:
-        for m, mom in zip(layers, momenta, strict=True):
-            m.momentum = mom
-        model.eval()
-    return model
