@@ -32,7 +32,14 @@ from . import distributed
 from .config import build_config, config_to_dict
 from .exceptions import ConfigError, DataError, ModelError
 from .registry import did_you_mean
-from .utils import atomic_write_json, atomic_write_text, make_generator, resolve_device, sync
+from .utils import (
+    atomic_write_json,
+    atomic_write_text,
+    check_overwritable,
+    make_generator,
+    resolve_device,
+    sync,
+)
 
 Schedule = Literal["cosine", "step", "constant"]
 
@@ -539,7 +546,8 @@ def train_run(
     from .utils import staged_run_dir
 
     out = Path(out)
-    _check_out(out, overwrite, data_dir)
+    # checked first so a taken --out fails in a second, not after the data is loaded
+    check_overwritable(out, overwrite=overwrite, protected=[data_dir])
     train_over, model_over = split_overrides(overrides)
     if epochs is not None:
         train_over["epochs"] = epochs
@@ -553,7 +561,7 @@ def train_run(
                         f"the {dataset} files with --data-dir")
     bundle = load_dataset(dataset, data_dir)
     if Path(bundle.source).exists():  # the default data folder is protected from --overwrite too
-        _check_out(out, overwrite, bundle.source)
+        check_overwritable(out, overwrite=overwrite, protected=[bundle.source])
     if forget:
         manifest = resolve_manifest(forget, bundle, seed=split_seed)
         if label_space is not None and label_space != manifest.label_space:
@@ -630,13 +638,6 @@ def _channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of (N, C, ...) data (as DatasetBundle.channel_stats)."""
     flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # (C, N*...)
     return flat.mean(dim=1).tolist(), flat.std(dim=1).clamp_min(1e-6).tolist()
-
-
-def _check_out(out: Path, overwrite: bool, data: str | Path | None) -> None:
-    # Checked first so a taken --out fails in a second, not after the data is loaded.
-    from .utils import check_overwritable
-
-    check_overwritable(out, overwrite=overwrite, protected=[data])
 
 
 __all__ = [

@@ -374,8 +374,12 @@ class MuMis(UnlearningMethod):
         x_all, y_all = ctx.forget
         n = len(y_all)
         params = self._trainable(model, x_all[:2])
-        filters = FilterNorms([layer for layer in layers_feeding_batchnorm(model, x_all[:2])
-                               if any(getattr(layer, "weight", None) is p for p in params)] if cfg.batchnorm_filters == "fixed_norm" else [])
+        constrained: list[nn.Module] = []
+        if cfg.batchnorm_filters == "fixed_norm":  # only layers that move and feed a BatchNorm
+            moving = {id(p) for p in params}
+            constrained = [layer for layer in layers_feeding_batchnorm(model, x_all[:2])
+                           if id(getattr(layer, "weight", None)) in moving]
+        filters = FilterNorms(constrained)
         if cfg.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
         else:

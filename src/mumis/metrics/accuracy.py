@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..exceptions import DataError, ModelError
+from ..utils import model_device
 
 
 @contextlib.contextmanager
@@ -32,15 +33,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def compute_logits(

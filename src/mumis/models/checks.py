@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ConfigError, DataError, ModelError, MumisError
+from ..utils import model_device
 from .adapters import OutputKey, auto_key, describe_key, no_key_error, select_logits, wrap
 
 _FIX = "construct activations with inplace=False (e.g. nn.ReLU() rather than nn.ReLU(inplace=True))"
@@ -298,10 +299,7 @@ def probe_model(
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    device = next((p.device for p in model.parameters()), None)
-    if device is None:
-        device = next((b.device for b in model.buffers()), torch.device("cpu"))
-    xs = x[:2].to(device)
+    xs = x[:2].to(model_device(model))
     # fork_rng: a model drawing random numbers in forward leaves the caller's RNG as it was
     with _preserved(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         model.eval()
