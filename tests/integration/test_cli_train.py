@@ -13,7 +13,7 @@ import torch
 
 from mumis.checkpoint import load_checkpoint, load_run_splits
 from mumis.cli import main
-from mumis.training import accuracy
+from mumis.training import model_accuracy
 
 RUN_FILES = {"model.safetensors", "meta.json", "metrics.json", "history.jsonl", "config.yaml"}
 
@@ -33,7 +33,7 @@ def test_train_digits_mlp_writes_a_complete_run(tmp_path, capsys):
     assert meta["kind"] == "train" and meta["forget_spec"] is None and meta["seed"] == 0
     assert meta["recipe"]["name"] == "quick" and meta["manifest"]["spec"] == "none"
     splits = load_run_splits(out)
-    assert accuracy(model, *splits.test) == pytest.approx(metrics["test_acc"])
+    assert model_accuracy(model, *splits.test) == pytest.approx(metrics["test_acc"])
     assert not list(tmp_path.glob(".orig.partial-*"))  # staging folder renamed away
 
 

@@ -219,9 +219,9 @@ def _fail_if_work_starts(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the work started: the --out check must come first")
 
     import mumis.api
-    import mumis.training
+    import mumis.runs.train
 
-    monkeypatch.setattr(mumis.training, "train_model", boom)
+    monkeypatch.setattr(mumis.runs.train, "train_model", boom)
     monkeypatch.setattr(mumis.api, "unlearn", boom)
 
 

@@ -10,11 +10,11 @@ from mumis.exceptions import ConfigError, DataError
 from mumis.models import build_model
 from mumis.training import (
     TrainConfig,
-    accuracy,
     augment_batch,
     dataset_family,
     lr_at,
     make_train_config,
+    model_accuracy,
     recipe_settings,
     split_overrides,
     train_model,
@@ -53,7 +53,7 @@ def test_training_learns_and_restores_mode(digits):
     hist = train_model(m, digits.x_train[:400], digits.y_train[:400],
                        TrainConfig(epochs=10, batch_size=32, lr=0.05), seed=0, progress=False)
     assert hist[-1]["loss"] < hist[0]["loss"]
-    acc = accuracy(m, digits.x_test, digits.y_test)
+    acc = model_accuracy(m, digits.x_test, digits.y_test)
     assert acc > 70.0
     m.eval()
     train_model(m, digits.x_train[:64], digits.y_train[:64], TrainConfig(epochs=1), seed=0,
