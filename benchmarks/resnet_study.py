@@ -51,32 +51,35 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def run_dir(norm: str, which: str, seed: int) -> Path:
-    """`norm` is the ResNet's norm option, or `cnn` for the small CNN (same data and recipe)."""
-    return RUNS / f"{norm}-{which}" if seed == 0 else RUNS / f"{norm}-{which}-s{seed}"
+def run_dir(norm: str, which: str, seed: int, epochs: int = 0) -> Path:
+    """`norm` is the ResNet's norm option, or `cnn` for the small CNN (same data and recipe);
+    `epochs` other than 0 (the default length) is part of the name."""
+    name = f"{norm}-e{epochs}-{which}" if epochs else f"{norm}-{which}"
+    return RUNS / name if seed == 0 else RUNS / f"{name}-s{seed}"
 
 
-def train(norm: str, cls: int, seed: int) -> None:
+def train(norm: str, cls: int, seed: int, epochs: int = 0) -> None:
     """`norm`: batch, group, layer, none (ResNet), cnn (the small CNN, same data and recipe) or pcnn
-    (the paper-cpu bench's CNN case: 12,000 images, 20 epochs)."""
-    data, epochs = (("fashion-mnist@12000/2000", "20") if norm == "pcnn" else (DATASET, "10"))
+    (the paper-cpu bench's CNN case: 12,000 images, 20 epochs). `epochs`: 0 = 10 (20 for pcnn)."""
+    data, length = (("fashion-mnist@12000/2000", 20) if norm == "pcnn" else (DATASET, 10))
+    epochs_arg = str(epochs or length)
     model = ["--model", "cnn"] if norm in ("cnn", "pcnn") else [
         "--model", "resnet18", "--set", "model.width=16", "--set", f"model.norm={norm}"]
     for which, forget in (("orig", None), (f"class{cls}", f"class:{cls}")):
-        out = run_dir(norm, which, seed)
+        out = run_dir(norm, which, seed, epochs)
         if (out / "model.safetensors").exists():
             continue
         cmd = [str(ROOT / ".venv/bin/mumis"), "train", "--dataset", data, *model, "--recipe", "memorise",
-               "--epochs", epochs, "--seed", str(seed), "--threads", "1", "--out", str(out)]
+               "--epochs", epochs_arg, "--seed", str(seed), "--threads", "1", "--out", str(out)]
         if forget:
             cmd += ["--forget", forget]
         subprocess.run(cmd, check=True)
 
 
-def load(norm: str, cls: int, seed: int) -> tuple[nn.Module, nn.Module, Splits, float]:
-    train(norm, cls, seed)
-    orig, _ = load_checkpoint(run_dir(norm, "orig", seed))
-    retr_dir = run_dir(norm, f"class{cls}", seed)
+def load(norm: str, cls: int, seed: int, epochs: int = 0) -> tuple[nn.Module, nn.Module, Splits, float]:
+    train(norm, cls, seed, epochs)
+    orig, _ = load_checkpoint(run_dir(norm, "orig", seed, epochs))
+    retr_dir = run_dir(norm, f"class{cls}", seed, epochs)
     retr, _ = load_checkpoint(retr_dir)
     import json
 
@@ -120,7 +123,7 @@ def row(name: str, model: nn.Module, s: Splits, steps: int | str, t: float, retr
 
 
 def variants(args: argparse.Namespace) -> None:
-    orig, retr, s, retrain_s = load(args.norm, args.cls, args.seed)
+    orig, retr, s, retrain_s = load(args.norm, args.cls, args.seed, args.epochs)
     extra = parse_set_args(args.set)
     print(f"{'CNN' if 'cnn' in args.norm else 'ResNet-18 w16 norm=' + args.norm}, class {args.cls}, seed {args.seed}; "
           f"retraining {retrain_s:.0f} s; extra settings {extra or 'none'}\n")
@@ -163,7 +166,7 @@ def stat_mismatch(model: nn.Module, x: torch.Tensor) -> list[tuple[float, float]
 
 
 def diagnose(args: argparse.Namespace) -> None:
-    orig, retr, s, retrain_s = load(args.norm, args.cls, args.seed)
+    orig, retr, s, retrain_s = load(args.norm, args.cls, args.seed, args.epochs)
     extra = dict(parse_set_args(args.set))
     every = int(extra.pop("every", 25))
     extra.setdefault("max_steps", 150)
@@ -214,12 +217,13 @@ def main() -> None:
         p.add_argument("--norm", default="batch")
         p.add_argument("--cls", type=int, default=4)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--epochs", type=int, default=0, help="training epochs (0: 10; 20 for pcnn)")
         p.add_argument("--only", default="", help="variant names (or k=v,k=v settings) separated by ';'")
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--trainable", default="", help="comma-separated parameter name prefixes (default: all)")
     args = ap.parse_args()
     if args.cmd == "train":
-        train(args.norm, args.cls, args.seed)
+        train(args.norm, args.cls, args.seed, args.epochs)
         return
     {"variants": variants, "diagnose": diagnose}[args.cmd](args)
 

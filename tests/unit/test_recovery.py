@@ -1,7 +1,8 @@
 """Recovery audits (`mumis.metrics.recovery`, `evaluate(metrics="recovery")`): BatchNorm
 re-estimation in closed form, a model whose forgetting lives only in BatchNorm statistics is
 caught while a model that never learned the class stays at 0, the relearning attack is seeded
-and leaves the evaluated model alone; API, reference reuse, report and CLI."""
+and leaves the evaluated model alone; API, reference reuse, report and CLI; the feature probe
+catches a model that silenced a class only in its classifier."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from torch import nn
 
 from mumis.data import load_dataset, make_splits, resolve_manifest
 from mumis.evaluation import evaluate
-from mumis.exceptions import ConfigError, DataError
+from mumis.exceptions import ConfigError, DataError, ModelError
 from mumis.metrics.recovery import (
     RecoveryConfig,
     audit_slices,
     batchnorm_layers,
+    feature_probe,
+    penultimate_features,
     reestimate_batchnorm,
     relearn,
 )
@@ -314,3 +317,80 @@ def test_a_retain_set_too_small_for_the_audits_is_one_clear_error(case):
                   test=splits.test, kind="random", num_classes=10, forgotten_classes=[])
     with pytest.raises(DataError, match="need at least 2; this split has 1"):
         evaluate(original, tiny, metrics=["accuracy", "recovery"])
+
+
+# ------------------------------------------------------------------ feature probe
+def _blobs(n_per_class: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-d points of 4 classes: 0-2 are clusters in dims 0-6; class 3 is class 0's cluster
+    shifted along dim 7 only, so only a feature that reads dim 7 tells 3 from 0."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.zeros(4, 8)
+    centres[0, 0], centres[1, 1], centres[2, 2] = 3.0, 3.0, 3.0
+    centres[3, 0], centres[3, 7] = 3.0, 3.0
+    y = torch.arange(4).repeat_interleave(n_per_class)
+    return centres[y] + 0.5 * torch.randn(len(y), 8, generator=g), y
+
+
+def _probe_net(reads_dim7: bool) -> nn.Module:
+    """ReLU features of +-x_i (dims 0-6, and dim 7 only if `reads_dim7`), then a classifier whose
+    row for class 3 is silenced (weight 0, bias -100): class 3 is never predicted."""
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        w = torch.zeros(16, 8)
+        dims = range(8) if reads_dim7 else range(7)
+        for i in dims:
+            w[2 * i, i], w[2 * i + 1, i] = 1.0, -1.0
+        net[0].weight.copy_(w)
+        net[0].bias.zero_()
+        head = torch.zeros(4, 16)
+        for k in range(3):
+            head[k, 2 * k] = 1.0
+        net[2].weight.copy_(head)
+        net[2].bias.copy_(torch.tensor([0.0, 0.0, 0.0, -100.0]))
+    return net.eval()
+
+
+def test_feature_probe_catches_a_class_silenced_only_in_the_classifier():
+    x, y = _blobs()
+    forget, retain = (x[y == 3], y[y == 3]), (x[y != 3], y[y != 3])
+    silenced, never_knew = _probe_net(reads_dim7=True), _probe_net(reads_dim7=False)
+    for net in (silenced, never_knew):  # both look forgotten in a plain evaluation
+        assert int((net(forget[0]).argmax(1) == 3).sum()) == 0
+    caught = feature_probe(silenced, forget, retain, seed=0)
+    yardstick = feature_probe(never_knew, forget, retain, seed=0)
+    # held-out retain classes are balanced, 1 and 2 are trivially separable: 3 * retain_acc - 200
+    # is about the probe's accuracy on class 0, which shares its features with class 3 in the
+    # yardstick, so there the two accuracies must split about 100 between them (chance)
+    def class3_plus_class0(out):  # noqa: ANN001, ANN202
+        return out.forget_acc + 3 * out.retain_acc - 200
+
+    assert caught.forget_acc >= 95.0 and class3_plus_class0(caught) >= 190.0  # still separable
+    assert class3_plus_class0(yardstick) <= 120.0 and yardstick.forget_acc <= 80.0
+    assert set(caught.keys()) == {"probe_forget_acc", "probe_retain_acc"}
+    assert caught.details["features"] == 16 and caught.details["forget_train"] == 50
+
+
+def test_feature_probe_reads_the_classifier_input_is_seeded_and_leaves_the_model_alone():
+    x, y = _blobs(20)
+    net = _probe_net(reads_dim7=True).train()
+    before = _state(net)
+    feats = penultimate_features(net, x, batch_size=7)  # several forwards, same features
+    assert torch.allclose(feats, torch.relu(net[0](x)).detach())
+    assert net.training and all(m.training for m in net.modules())  # modes restored
+    a = feature_probe(net, (x[y == 3], y[y == 3]), (x[y != 3], y[y != 3]), seed=1)
+    b = feature_probe(net, (x[y == 3], y[y == 3]), (x[y != 3], y[y != 3]), seed=1)
+    assert (a.forget_acc, a.retain_acc) == (b.forget_acc, b.retain_acc)
+    assert _same(before, _state(net))
+
+
+def test_feature_probe_bad_input_is_one_clear_error():
+    x, y = _blobs(20)
+    net = _probe_net(reads_dim7=True)
+    with pytest.raises(DataError, match="at least 4 labelled forget samples"):
+        feature_probe(net, (x[:3], y[:3]), (x, y))
+    with pytest.raises(DataError, match="retain"):
+        feature_probe(net, (x, y), (x[:5], y[:4]))
+    with pytest.raises(ConfigError, match="retain_samples"):
+        feature_probe(net, (x, y), (x, y), retain_samples=2)
+    with pytest.raises(ModelError, match="classifier"):
+        feature_probe(nn.Linear(8, 4), (x, y), (x, y))

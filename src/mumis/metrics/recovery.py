@@ -16,12 +16,23 @@ way on the unlearned and on the retrained model, which is the yardstick:
   global RNG.
 
 `mumis.evaluate(..., metrics="recovery")` measures the accuracies after each audit.
+
+A third audit reads the features instead of the outputs:
+
+- **Feature probe** (`feature_probe`): a linear probe (multinomial logistic regression,
+  classes weighted equally) on the model's penultimate features, the input of its last layer
+  with weights, fitted on half of the forget samples plus half of a labelled retain slice, and
+  scored on the other halves. A model that only silenced the forgotten class in its classifier
+  keeps the class separable in its features, and the probe finds it; the retrained model's
+  score is the yardstick (its features never had to encode the class, but may still separate
+  it somewhat: that much is not a failure).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,8 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError, DataError, ModelError
+from ..functional.batchnorm import last_layer
 from .accuracy import model_device
+from .mia import _one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -231,5 +244,122 @@ def audit_slices(n_retain: int, cfg: RecoveryConfig, seed: int) -> tuple[torch.T
     return perm[:cfg.bn_samples], perm[:cfg.relearn_samples]
 
 
-__all__ = ["RecoveryConfig", "RelearnOutcome", "audit_slices", "batchnorm_layers", "relearn",
-           "reestimate_batchnorm"]
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """(N, D) inputs of the model's last layer with weights (its classifier), in eval mode.
+
+    The layer is found on one forward of `x[:2]` (`functional.batchnorm.last_layer`); its input
+    is flattened per sample. The model's train/eval modes are restored afterwards.
+
+    Raises:
+        ModelError: the model has no submodule with weights (nothing to call a feature layer).
+    """
+    layer = last_layer(model, x[:2].to(model_device(model)))
+    if layer is model:
+        raise ModelError("the feature probe needs a model whose classifier is a submodule with weights "
+                         "(e.g. a final nn.Linear); this model has none")
+    found: list[torch.Tensor] = []
+
+    def grab(_mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        found.append(inp[0].detach().flatten(1).cpu())
+
+    modes = {m: m.training for m in model.modules()}
+    handle = layer.register_forward_pre_hook(grab)
+    dev = model_device(model)
+    try:
+        model.eval()
+        for chunk in x.split(batch_size):
+            model(chunk.to(dev))
+    finally:
+        handle.remove()
+        for m, t in modes.items():
+            m.training = t
+    if len(found) != -(-len(x) // batch_size):  # the layer must run once per forward
+        raise ModelError(f"the feature probe's layer ({type(layer).__name__}) ran {len(found)} times on "
+                         f"{-(-len(x) // batch_size)} forwards; it needs a classifier called once per forward")
+    return torch.cat(found).float()
+
+
+@dataclass
+class ProbeOutcome:
+    """What `feature_probe` measured (accuracies in percent on the held-out halves)."""
+
+    forget_acc: float  # held-out forget samples given their own label by the probe
+    retain_acc: float  # held-out retain samples (the probe works at all)
+    details: dict[str, Any]
+
+    def keys(self) -> dict[str, float]:
+        """The evaluation keys: `probe_forget_acc`, `probe_retain_acc`."""
+        return {"probe_forget_acc": self.forget_acc, "probe_retain_acc": self.retain_acc}
+
+
+def feature_probe(
+    model: nn.Module,
+    forget: tuple[torch.Tensor, torch.Tensor],
+    retain: tuple[torch.Tensor, torch.Tensor],
+    *,
+    retain_samples: int = 1000,
+    c: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> ProbeOutcome:
+    """A linear probe on penultimate features: does the model still separate the forget set?
+
+    The forget set and a seeded slice of min(retain_samples, retain size) labelled retain
+    samples are each split in two halves by one seeded permutation. A multinomial logistic
+    regression (`sklearn`, lbfgs, L2 strength 1/c, `class_weight="balanced"` so that a
+    forgotten class of many samples does not dominate) is fitted on the standardised features
+    of the first halves and scored on the second halves. The model is not changed.
+
+    Args:
+        model: the classifier (eval mode is used; its modes are restored).
+        forget, retain: (x, y) pairs; the forget set needs at least 4 samples.
+        retain_samples: size of the labelled retain slice (an attacker's ordinary data).
+        c, max_iter: the logistic regression's inverse L2 strength and iteration budget.
+        seed: seed of the two permutations.
+    Returns:
+        ProbeOutcome; `keys()` gives `probe_forget_acc` and `probe_retain_acc`.
+    Raises:
+        DataError: fewer than 4 forget or retain samples, or x and y of different lengths.
+        ConfigError: retain_samples < 4, c <= 0 or max_iter < 1.
+        ModelError: no classifier layer to read the features from.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if retain_samples < 4 or not (c > 0 and math.isfinite(c)) or max_iter < 1:
+        raise ConfigError(f"feature probe settings out of range: retain_samples={retain_samples} (>= 4), "
+                          f"c={c} (> 0), max_iter={max_iter} (>= 1)")
+    for name, (x, y) in (("forget", forget), ("retain", retain)):
+        if len(x) != len(y) or len(x) < 4:
+            raise DataError(f"the feature probe needs at least 4 labelled {name} samples (x and y of the "
+                            f"same length); got {len(x)} inputs and {len(y)} labels")
+    g = torch.Generator().manual_seed(seed)
+    f_perm = torch.randperm(len(forget[1]), generator=g)
+    r_perm = torch.randperm(len(retain[1]), generator=g)[:retain_samples]
+    f_tr, f_te = f_perm[: len(f_perm) // 2], f_perm[len(f_perm) // 2:]
+    r_tr, r_te = r_perm[: len(r_perm) // 2], r_perm[len(r_perm) // 2:]
+    feats = penultimate_features(model, torch.cat([forget[0][f_perm], retain[0][r_perm]]))
+    labels = torch.cat([forget[1][f_perm], retain[1][r_perm]]).cpu()
+    nf, nr = len(f_tr), len(r_tr)
+    train_idx = torch.cat([torch.arange(nf), len(f_perm) + torch.arange(nr)])
+    x_train, y_train = feats[train_idx], labels[train_idx]
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)  # a dead feature stays 0, not NaN
+    z = ((feats - mean) / std).double().numpy()
+    if not math.isfinite(float(z.sum())):
+        raise ModelError("the feature probe got non-finite features from the model")
+    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight="balanced")
+    with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(z[train_idx.numpy()], y_train.numpy())
+    pred = torch.from_numpy(clf.predict(z)).to(labels.dtype)
+    hit = (pred == labels).double()
+    f_hit, r_hit = hit[nf:len(f_perm)], hit[len(f_perm) + nr:]
+    details = {"features": int(feats.shape[1]), "forget_train": nf, "forget_test": len(f_te),
+               "retain_train": nr, "retain_test": len(r_te),
+               "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught)}
+    return ProbeOutcome(100.0 * float(f_hit.mean()), 100.0 * float(r_hit.mean()), details)
+
+
+__all__ = ["ProbeOutcome", "RecoveryConfig", "RelearnOutcome", "audit_slices", "batchnorm_layers",
+           "feature_probe", "penultimate_features", "relearn", "reestimate_batchnorm"]
