@@ -40,7 +40,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -339,13 +339,15 @@ def load_checkpoint(
 
 
 def load_run_data(
-    meta: dict[str, Any], *, data_dir: str | Path | None = None
+    meta: dict[str, Any], *, data_dir: str | Path | None = None,
+    loader: Callable[[str, str | Path | None], DatasetBundle] = load_dataset,
 ) -> tuple[DatasetBundle, Manifest]:
     """Reload a run's dataset and split manifest, checking they still fit together.
 
     Args:
         meta: a run's meta.json (see `read_meta`).
         data_dir: override the data folder recorded in meta (e.g. the run was copied).
+        loader: loads a dataset by name and folder (`mumis.runs.cache` passes its cached one).
 
     Returns:
         (dataset, manifest); `data.make_splits(dataset, manifest)` gives the run's splits.
@@ -360,7 +362,7 @@ def load_run_data(
         manifest_d = meta["manifest"]
     except (KeyError, TypeError):
         raise CheckpointError("run description lacks its dataset or manifest; re-run training") from None
-    bundle = load_dataset(name, data_dir if data_dir is not None else ds.get("data_dir"))
+    bundle = loader(name, data_dir if data_dir is not None else ds.get("data_dir"))
     manifest = Manifest.from_dict(manifest_d)
     n = len(bundle.y_train)
     if len(manifest.forget) + len(manifest.retain) != n:
