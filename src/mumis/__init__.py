@@ -10,7 +10,9 @@ __version__ = "0.1.0"
 
 from .api import UnlearnResult, get_method, list_methods, unlearn  # noqa: E402
 from .evaluation import EvaluationReport, evaluate  # noqa: E402
+from .receipts import receipt, verify  # noqa: E402
 
 __all__ = [
-    "EvaluationReport", "UnlearnResult", "__version__", "evaluate", "get_method", "list_methods", "unlearn",
+    "EvaluationReport", "UnlearnResult", "__version__", "evaluate", "get_method", "list_methods", "receipt", "unlearn",
+    "verify",
 ]

@@ -1,0 +1,132 @@
+"""The evidence of a receipt, computed without a retrained model (which a real user does not have).
+
+Everything compares the forget samples with *unseen* samples of the same classes (a holdout, or
+the test split), before and after unlearning: a model that no longer knows the forget samples
+should treat them like data it never trained on. Nothing here proves that; the verdict says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exceptions import DataError
+from ..metrics import (
+    compute_logits,
+    loss_attack_accuracy,
+    loss_attack_auc,
+    per_sample_loss,
+    sensitivity_diagnostics,
+    true_label_confidence,
+)
+from .hashing import stable
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+#: Points of accuracy (and of attack AUC around 50) within which forget and unseen samples
+#: count as treated alike by the verdict: a heuristic, stated in the receipt.
+ALIKE_POINTS = 10.0
+
+
+def _split_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
+    loss = per_sample_loss(logits, y)
+    correct = int((logits.argmax(dim=1) == y).sum())
+    stats = {"accuracy": 100.0 * correct / len(y),
+             "confidence": float(true_label_confidence(logits, y).mean()),
+             "loss": float(loss.mean())}
+    return stats, loss
+
+
+def model_evidence(model: nn.Module, forget: Pair, unseen: Pair, *, seed: int) -> dict[str, Any]:
+    """Forget vs unseen for one model: accuracy, mean true-label confidence, mean loss, and the
+    loss attacks (threshold AUC and cross-validated logistic regression, forget = member)."""
+    f_stats, f_loss = _split_stats(compute_logits(model, forget[0]), forget[1])
+    u_stats, u_loss = _split_stats(compute_logits(model, unseen[0]), unseen[1])
+    return {"forget": f_stats, "unseen": u_stats,
+            "loss_attack_auc": loss_attack_auc(f_loss, u_loss).value,
+            "loss_attack_acc": loss_attack_accuracy(f_loss, u_loss, seed=seed).value}
+
+
+def _median_target(model: nn.Module, forget: Pair, unseen: Pair, n: int, seed: int) -> dict[str, float]:
+    diag = sensitivity_diagnostics(model, {"forget": forget, "unseen": unseen}, n_per_split=n, seed=seed)
+    return {name: float(np.median(v["target"])) for name, v in diag.values.items()}
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+def compute_evidence(
+    before: nn.Module, after: nn.Module, forget: Pair, unseen: Pair, *, unseen_source: str,
+    seed: int = 0, sensitivity_samples: int = 200,
+) -> dict[str, Any]:
+    """The receipt's `evidence` section (floats rounded by `hashing.stable`).
+
+    Args:
+        before, after: the model before and after unlearning (evaluated in eval mode).
+        forget: (x, y) of the forgotten samples.
+        unseen: (x, y) of samples of the same classes no model trained on.
+        unseen_source: where `unseen` came from, written into the receipt.
+        seed: seed of the attack's folds and of the sensitivity subsample.
+        sensitivity_samples: samples per side for the input-sensitivity medians.
+    Raises:
+        DataError: no unseen sample (the verdict would have nothing to compare with).
+    """
+    if len(unseen[1]) == 0:
+        raise DataError(f"no unseen sample of the forgotten classes in the {unseen_source}; the receipt's "
+                        "evidence compares the forget set with unseen samples of the same classes")
+    sens_before = _median_target(before, forget, unseen, sensitivity_samples, seed)
+    sens_after = _median_target(after, forget, unseen, sensitivity_samples, seed)
+    return stable({
+        "unseen": {"source": unseen_source, "n": len(unseen[1])},
+        "n_forget": len(forget[1]),
+        "seed": seed,
+        "before": model_evidence(before, forget, unseen, seed=seed),
+        "after": model_evidence(after, forget, unseen, seed=seed),
+        "sensitivity": {
+            "statistic": "median target-class input sensitivity ||d f_y(x) / dx||",
+            "n_per_split": sensitivity_samples,
+            "before": sens_before, "after": sens_after,
+            "forget_to_unseen_before": _ratio(sens_before["forget"], sens_before["unseen"]),
+            "forget_to_unseen_after": _ratio(sens_after["forget"], sens_after["unseen"]),
+            "forget_shift": _ratio(sens_after["forget"], sens_before["forget"]),
+        },
+    })
+
+
+def verdict(evidence: dict[str, Any], method: str, *, class_forgetting: bool = False) -> str:
+    """One line: what the evidence shows about the forget set, and what it does not show.
+
+    Random-subset forgetting should leave the forget samples looking like unseen samples of
+    their classes; class forgetting should leave the model unable to recognise the class at all
+    (a model trained without it scores 0 % on its forget and unseen samples alike).
+    """
+    after = evidence["after"]
+    acc_f, acc_u = after["forget"]["accuracy"], after["unseen"]["accuracy"]
+    auc = after["loss_attack_auc"]
+    where = evidence["unseen"]["source"]
+    facts = (f"after {method}, forget-set accuracy {acc_f:.1f} % vs {acc_u:.1f} % on unseen samples of the "
+             f"same classes ({where}), loss-attack AUC {'n/a' if auc is None else f'{auc:.1f}'} (50 = cannot "
+             "tell forget from unseen)")
+    d = acc_f - acc_u
+    off = 0.0 if auc is None else auc - 50.0
+    if class_forgetting:
+        gone = acc_f <= ALIKE_POINTS and acc_u <= ALIKE_POINTS
+        shows = ("the model no longer recognises the forgotten class(es)" if gone else
+                 "the model still recognises the forgotten class(es) (a model trained without them scores 0 %)")
+    elif abs(d) <= ALIKE_POINTS and abs(off) <= ALIKE_POINTS:
+        shows = "the model treats the forget samples like unseen data on these tests"
+    elif d > ALIKE_POINTS or off > ALIKE_POINTS:
+        shows = "the model still treats the forget samples more like training data than unseen data"
+    else:
+        shows = ("the forget samples are forgotten more than unseen ones, which itself tells an attacker "
+                 "they were removed")
+    not_shown = ("approximate unlearning: evidence, not a proof; it does not show the model equals one "
+                 "retrained without these samples")
+    if method == "retrain":
+        not_shown = ("the method retrains from scratch on the retain set: exact by construction, if the "
+                     "recorded data is what it was given")
+    return f"{shows}: {facts}. {not_shown}."
