@@ -1,5 +1,5 @@
-"""Hyper-parameter tuning by a recorded protocol (EVALUATION.md): grid search on a *tuning*
-scenario, chosen by the gap to the retrained model.
+"""Hyper-parameter tuning by a recorded protocol (docs/evaluation.md, "Tuning baselines"): grid
+search on a *tuning* scenario, chosen by the gap to the retrained model.
 
     from mumis.tuning import tune, parse_grid
     result = tune(checkpoint="runs/tune/original", reference="runs/tune/retrained",

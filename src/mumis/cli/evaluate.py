@@ -1,4 +1,4 @@
-"""`mumis evaluate`: every EVALUATION.md metric of a run's model, against the retrained model.
+"""`mumis evaluate`: every metric (docs/evaluation.md) of a run's model, against the retrained model.
 
     mumis evaluate --checkpoint runs/mumis --forget class:3 --reference runs/retrained \\
         [--json metrics.json] [--metrics accuracy,mia,divergence,sensitivity,recovery]
@@ -130,7 +130,7 @@ def parse_recovery(items: list[str]) -> dict[str, Any]:
 def _plot(report: Any, path: str) -> None:
     import sys
 
-    from ..metrics.sensitivity import plot_sensitivity_histograms
+    from ..metrics.sensitivity_stats import plot_sensitivity_histograms
 
     diag = report.sensitivity_values.get("model")
     if diag is None:

@@ -18,7 +18,7 @@ https://github.com/if-loops/selective-synaptic-dampening (`ssd.py`, `ParameterPe
 2. Parameters specialised to the forget set, I_Df > alpha * I_D, are multiplied by
    beta = min(lambda * I_D / I_Df, 1); every other parameter is left untouched.
 
-Defaults: alpha = 10, lambda = 1 (the paper's values, EVALUATION.md), exponent 1 and the upper
+Defaults: alpha = 10, lambda = 1 (the paper's values), exponent 1 and the upper
 bound 1 on beta as in the official code; batch size 64 for the importance passes (`-b` default
 of the official `forget_full_class_main.py`). The model stays in eval mode, as in the official
 script. "Needs the full training data": declared as `requires_retain`; D = retain + forget.

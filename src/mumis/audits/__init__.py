@@ -1,0 +1,28 @@
+"""Membership audits of unlearned models against a *distribution* of retrained models.
+
+- `epsilon`: the NeurIPS 2023 Machine Unlearning challenge's forgetting quality (per-example
+  epsilon from threshold attacks, binned 2^-k) and its utility-adjusted final score.
+- `lira`: a per-example likelihood-ratio audit (LiRA shadows, U-LiRA-style positives and
+  negatives) with TPR at 1 % and 0.1 % FPR.
+- `driver`: trains what both need and runs them (`mumis audit`). docs/membership-audits.md.
+"""
+
+from .common import logit_scaled_confidence, model_confidences
+from .driver import AuditSettings, audit_run, format_table, resolve_source, run_audit
+from .epsilon import (
+    EpsilonResult,
+    bin_points,
+    challenge_score,
+    example_epsilon,
+    example_epsilons,
+    forget_quality,
+    rule_epsilons,
+)
+from .lira import GaussianFit, fit_gaussians, lira_scores, roc_summary, tpr_at_fpr, ulira
+
+__all__ = [
+    "AuditSettings", "EpsilonResult", "GaussianFit", "audit_run", "bin_points", "challenge_score",
+    "example_epsilon", "example_epsilons", "fit_gaussians", "forget_quality",
+    "format_table", "lira_scores", "logit_scaled_confidence", "model_confidences", "resolve_source",
+    "roc_summary", "rule_epsilons", "run_audit", "tpr_at_fpr", "ulira",
+]
