@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from ..exceptions import USER_ERRORS, MumisError
 
 #: Verb -> module under mumis.cli. Order is the order shown in --help.
-VERBS = ["demo", "train", "unlearn", "evaluate", "verify", "tune", "bench", "report", "methods", "env"]
+VERBS = ["demo", "train", "unlearn", "evaluate", "verify", "audit", "tune", "bench", "report", "methods", "env"]
 
 
 class _Parser(argparse.ArgumentParser):
