@@ -5,7 +5,7 @@ Usage:
     python benchmarks/tune_baselines.py --methods ssd,jit                   # some methods only
     python benchmarks/tune_baselines.py --skip-tune                         # re-evaluate configs/tuned/ only
 
-Protocol (EVALUATION.md, Baselines: "grid on a separate tuning forget set, chosen by gap to
+Protocol (docs/evaluation.md, "Tuning baselines": "grid on a separate tuning forget set, chosen by gap to
 retrain, never hand-picked per table"):
   1. `mumis train` (quick recipe, digits, mlp) the TUNING scenario (original seed 1, retrained
      without class 5 seed 1) and the EVALUATION scenario (original seed 0, retrained without
@@ -141,7 +141,7 @@ def write_docs(path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], info
         "# Baselines on digits / MLP, tuned by the recorded protocol",
         "",
         "Every baseline's settings were chosen by `mumis tune` on a **tuning** scenario and then evaluated,",
-        "unchanged, on a **held-out** scenario (EVALUATION.md, Baselines: \"grid on a separate tuning forget",
+        "unchanged, on a **held-out** scenario (docs/evaluation.md, \"Tuning baselines\": \"grid on a separate tuning forget",
         "set, chosen by gap to retrain, never hand-picked per table\").",
         "",
         f"- tuning scenario: digits, mlp, `{tun['recipe']}` recipe, forget `{tun['forget']}`, original and "

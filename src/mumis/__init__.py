@@ -3,7 +3,7 @@ honest evaluation against the retrained model.
 
     import mumis
     res = mumis.unlearn(model, (x_forget, y_forget), method="mumis")   # forget data only
-    rep = mumis.evaluate(res.model, splits, reference=retrained)       # EVALUATION.md keys
+    rep = mumis.evaluate(res.model, splits, reference=retrained)       # keys: docs/evaluation.md
 """
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from torch import nn
 import mumis
 from mumis.data import Splits, load_dataset, make_splits, resolve_manifest
 from mumis.exceptions import ModelError
-from mumis.metrics.accuracy import accuracy, compute_logits
+from mumis.metrics.accuracy import compute_logits, logits_accuracy
 from mumis.models import LogitsAdapter, check_double_backward, find_inplace_modules
 from mumis.training import make_train_config, train_model
 
@@ -114,7 +114,7 @@ def _same(m: nn.Module, snap: tuple[dict[str, torch.Tensor], list[bool], list[st
 
 def _acc(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor] | None) -> float:
     assert pair is not None
-    return accuracy(compute_logits(model, pair[0]), pair[1])
+    return logits_accuracy(compute_logits(model, pair[0]), pair[1])
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +185,8 @@ def test_torchvision_style_resnet_unlearns_with_mumis_and_evaluates(resnet: Tiny
 
     rep = mumis.evaluate(res.model, splits, reference=resnet, metrics=("accuracy", "mia", "sensitivity"),
                          sensitivity_samples=40)
-    assert rep.model["test_forgotten_acc"] == _acc(res.model, splits.test_forgotten)
-    assert rep.reference is not None and rep.reference["test_forgotten_acc"] == before
+    assert rep.model_metrics["test_forgotten_acc"] == _acc(res.model, splits.test_forgotten)
+    assert rep.reference_metrics is not None and rep.reference_metrics["test_forgotten_acc"] == before
     assert rep.sensitivity is not None and set(rep.sensitivity) == {"model", "reference"}
     assert [m.training for m in res.model.modules()] == snap[1]
 
@@ -218,8 +218,8 @@ def test_dict_model_unlearns_with_mumis_and_evaluates(dictnet: DictNet, splits: 
 
     # a callable selects the same logits
     rep = mumis.evaluate(res.model, splits, reference=dictnet, output_key=lambda out: out["logits"])
-    assert rep.model["test_forgotten_acc"] == forgotten
-    assert rep.reference is not None and rep.diff is not None and "kl_to_retrain" in rep.model
+    assert rep.model_metrics["test_forgotten_acc"] == forgotten
+    assert rep.reference_metrics is not None and rep.diff is not None and "kl_to_retrain" in rep.model_metrics
     assert _same(caller, snap)
 
 

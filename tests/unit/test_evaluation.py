@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import mumis.evaluation as ev
+import mumis.evaluation.compute as ev_compute
 from mumis.data.splits import Splits
 from mumis.evaluation import (
     EvaluationReport,
@@ -85,8 +85,8 @@ FAST = ("accuracy", "mia", "divergence")
 
 def test_orientation_memoriser_vs_forgetter():
     s = random_splits()
-    mem = evaluate(memoriser(s), s, metrics=FAST).model
-    fgt = evaluate(forgetter(s), s, metrics=FAST).model
+    mem = evaluate(memoriser(s), s, metrics=FAST).model_metrics
+    fgt = evaluate(forgetter(s), s, metrics=FAST).model_metrics
     assert mem["forget_acc"] == 100.0 and mem["retain_acc"] == 100.0 and mem["unlearn_acc"] == 0
     assert fgt["retain_acc"] == 100.0 and fgt["forget_acc"] < 50
     # SalUn MIA-Efficacy: higher = more forgotten
@@ -102,15 +102,15 @@ def test_against_reference_and_self():
     s = random_splits()
     ref = forgetter(s)
     rep = evaluate(memoriser(s), s, reference=ref, metrics=FAST)
-    assert rep.model["kl_to_retrain"] > 1.0 and 0 < rep.model["js_to_retrain"] <= math.log(2)
+    assert rep.model_metrics["kl_to_retrain"] > 1.0 and 0 < rep.model_metrics["js_to_retrain"] <= math.log(2)
     assert rep.gap_paper == pytest.approx(
-        np.mean([abs(rep.model[k] - rep.reference[k]) for k in ("retain_acc", "forget_acc",
+        np.mean([abs(rep.model_metrics[k] - rep.reference_metrics[k]) for k in ("retain_acc", "forget_acc",
                                                                  "test_acc")]))
     assert rep.gap_salun > 20
     self_rep = evaluate(ref, s, reference=ref, metrics=FAST)
     assert all(v == pytest.approx(0.0, abs=1e-9) for v in self_rep.diff.values())
     assert self_rep.gap_paper == 0.0 and self_rep.gap_salun == 0.0
-    assert self_rep.model["kl_to_retrain"] == pytest.approx(0.0, abs=1e-9)
+    assert self_rep.model_metrics["kl_to_retrain"] == pytest.approx(0.0, abs=1e-9)
     # a reference given as its own report (evaluated once, reused) gives the same numbers
     ref_rep = evaluate(ref, s, metrics=FAST)
     again = evaluate(memoriser(s), s, reference=ref_rep, metrics=FAST)
@@ -141,27 +141,27 @@ def test_mia_numbers_match_independent_sklearn():
     n = len(yt)
     svc = SVC(C=3, gamma="auto", kernel="rbf").fit(
         np.r_[conf[1][:n], conf[2]].reshape(-1, 1), np.r_[np.ones(n), np.zeros(n)])
-    assert rep.model["mia_efficacy"] == pytest.approx(
+    assert rep.model_metrics["mia_efficacy"] == pytest.approx(
         100 * (1 - svc.predict(conf[0].reshape(-1, 1)).mean()))
     ent = [-(p * np.log(p)).sum(1) for p in (pf, pr, pt)]
     lr = LogisticRegression(class_weight="balanced").fit(
         np.r_[ent[1], ent[2]].reshape(-1, 1), np.r_[np.ones(len(ent[1])), np.zeros(n)])
-    assert rep.model["mia_entropy"] == pytest.approx(100 * lr.predict(ent[0].reshape(-1, 1)).mean())
+    assert rep.model_metrics["mia_entropy"] == pytest.approx(100 * lr.predict(ent[0].reshape(-1, 1)).mean())
     loss_f, loss_t = -np.log(conf[0]), -np.log(conf[2])
     auc = roc_auc_score(np.r_[np.ones(len(loss_f)), np.zeros(n)], -np.r_[loss_f, loss_t])
-    assert rep.model["mia_loss_auc"] == pytest.approx(100 * auc)
+    assert rep.model_metrics["mia_loss_auc"] == pytest.approx(100 * auc)
 
 
 def test_salun_members_are_first_n_retain(monkeypatch):
     s = random_splits()
     seen = {}
-    real = ev.mia_efficacy
+    real = ev_compute.mia_efficacy
 
     def spy(retain_conf, nonmember_conf, forget_conf):
         seen["retain"], seen["non"] = retain_conf, nonmember_conf
         return real(retain_conf, nonmember_conf, forget_conf)
 
-    monkeypatch.setattr(ev, "mia_efficacy", spy)
+    monkeypatch.setattr(ev_compute, "mia_efficacy", spy)
     n = len(s.test[1])
     # memorise only the first N retain samples (and the forget set): if the attack's members
     # are those, the memorised forget set looks like members (efficacy ~0)
@@ -170,23 +170,23 @@ def test_salun_members_are_first_n_retain(monkeypatch):
     rep = evaluate(LookupModel(known_x, known_y), s, metrics=("mia_efficacy",))
     assert len(seen["retain"]) == len(s.retain[1]) and len(seen["non"]) == n
     assert (seen["retain"][:n] > 0.99).all() and (seen["retain"][n:] < 0.99).all()
-    assert rep.model["mia_efficacy"] < 5
+    assert rep.model_metrics["mia_efficacy"] < 5
     assert rep.mia_details["model"]["mia_efficacy"]["n_members"] == n
 
 
 def test_classwise_uses_remaining_test_and_paper_gap():
     s = class_splits()
     rep = evaluate(memoriser(s), s, reference=forgetter(s), metrics=FAST)
-    m = rep.model
+    m = rep.model_metrics
     assert {"test_remaining_acc", "test_forgotten_acc"} <= set(m)
     assert rep.mia_details["model"]["mia_efficacy"]["n_nonmembers"] == len(s.test_remaining[1])
     keys = ("test_remaining_acc", "test_forgotten_acc", "test_acc")
-    assert rep.gap_paper == pytest.approx(np.mean([abs(m[k] - rep.reference[k]) for k in keys]))
+    assert rep.gap_paper == pytest.approx(np.mean([abs(m[k] - rep.reference_metrics[k]) for k in keys]))
     assert rep.to_dict()["gap_paper_keys"] == list(keys)
     # slicing the test logits (class forgetting) = running the model on each subset
     direct = evaluate(memoriser(s), class_splits(kind="subclass"), metrics=("accuracy", "mia"))
-    assert direct.model == pytest.approx(
-        evaluate(memoriser(s), s, metrics=("accuracy", "mia")).model)
+    assert direct.model_metrics == pytest.approx(
+        evaluate(memoriser(s), s, metrics=("accuracy", "mia")).model_metrics)
 
 
 def test_gaps_hand_made():
@@ -261,7 +261,7 @@ def test_modes_weights_and_rng_untouched_and_bad_metric():
 def test_tiny_forget_set_does_not_crash():
     s = random_splits(n_forget=1)
     rep = evaluate(memoriser(s), s, reference=forgetter(s), metrics="all", sensitivity_samples=5)
-    assert math.isnan(rep.model["mia_loss_acc"])
+    assert math.isnan(rep.model_metrics["mia_loss_acc"])
     assert "skipped" in rep.mia_details["model"]["mia_loss_acc"]
     assert "mia_loss_acc" in rep.to_markdown()
     assert isinstance(rep, EvaluationReport)

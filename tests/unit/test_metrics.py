@@ -13,7 +13,6 @@ from torch import nn
 
 from mumis.exceptions import ConfigError, ModelError
 from mumis.metrics import (
-    accuracy,
     balanced_loss_set,
     compute_logits,
     entropy_attack,
@@ -22,6 +21,7 @@ from mumis.metrics import (
     js_to_retrain,
     kl_per_sample,
     kl_to_retrain,
+    logits_accuracy,
     loss_attack_accuracy,
     loss_attack_auc,
     mia_efficacy,
@@ -43,9 +43,9 @@ RNG = np.random.default_rng(123)
 def test_accuracy_and_per_class_closed_form():
     logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [2.0, 0, 0]])
     y = torch.tensor([0, 1, 0, 0])
-    assert accuracy(logits, y) == pytest.approx(75.0)
+    assert logits_accuracy(logits, y) == pytest.approx(75.0)
     assert per_class_accuracy(logits, y, 4) == [pytest.approx(200 / 3), 100.0, None, None]
-    assert math.isnan(accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)))
+    assert math.isnan(logits_accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)))
 
 
 def test_compute_logits_batches_restores_modes_and_checks_output():

@@ -20,7 +20,7 @@ from ._common import add_trust_model_code
 _TUNING_NOTE = (
     "The checkpoint, reference and forget spec form a TUNING scenario: use a different forget class "
     "or seed from the one you evaluate on, so that no reported number comes from settings picked on "
-    "its own test (EVALUATION.md: baselines are tuned by a recorded protocol, never hand-picked)."
+    "its own test (docs/evaluation.md: baselines are tuned by a recorded protocol, never hand-picked)."
 )
 
 

@@ -1,6 +1,6 @@
 """Primitives: input gradients and input sensitivities (shared by MU-Mis and the metrics)."""
 
-from .sensitivity import (
+from .gradients import (
     input_gradients,
     input_sensitivity,
     norms,

@@ -2,10 +2,10 @@
 
 Each is a function of per-split logits (computed once by `compute_logits`) or, for the
 sensitivity diagnostics, of input gradients from `mumis.functional`. `mumis.evaluate` combines
-them into a report with the keys of EVALUATION.md.
+them into a report with the keys of docs/evaluation.md.
 """
 
-from .accuracy import accuracy, compute_logits, eval_mode, per_class_accuracy
+from .accuracy import compute_logits, eval_mode, logits_accuracy, per_class_accuracy
 from .divergence import js_per_sample, js_to_retrain, kl_per_sample, kl_to_retrain
 from .mia import (
     ORIENTATION,
@@ -28,7 +28,7 @@ from .recovery import (
     reestimate_batchnorm,
     relearn,
 )
-from .sensitivity import (
+from .sensitivity_stats import (
     SensitivityDiagnostics,
     plot_sensitivity_histograms,
     sensitivity_diagnostics,
@@ -37,9 +37,9 @@ from .sensitivity import (
 )
 
 __all__ = [
-    "ORIENTATION", "AttackResult", "SensitivityDiagnostics", "accuracy", "balanced_loss_set",
+    "ORIENTATION", "AttackResult", "SensitivityDiagnostics", "balanced_loss_set",
     "compute_logits", "entropy_attack", "eval_mode", "js_per_sample", "js_to_retrain",
-    "kl_per_sample", "kl_to_retrain", "loss_attack_accuracy", "loss_attack_auc", "mia_efficacy",
+    "kl_per_sample", "kl_to_retrain", "logits_accuracy", "loss_attack_accuracy", "loss_attack_auc", "mia_efficacy",
     "per_class_accuracy", "per_sample_loss", "plot_sensitivity_histograms",
     "prediction_entropy", "RecoveryConfig", "RelearnOutcome", "audit_slices", "batchnorm_layers",
     "reestimate_batchnorm", "relearn", "salun_attack_set", "sensitivity_diagnostics", "subsample_indices",

@@ -74,7 +74,7 @@ def compute_logits(
     return torch.cat(out)  # (N, K)
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+def logits_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in percent; NaN for an empty split (nothing to measure)."""
     if len(y) == 0:
         return math.nan

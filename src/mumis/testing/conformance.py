@@ -3,7 +3,7 @@
 
 Each check is a function `check(name)` that runs the method through the front door
 (`mumis.unlearn`) on a tiny trained model and raises AssertionError on a violation of the
-contract in DESIGN.md: strict settings, declared data needs, the caller's model left untouched
+method contract (README, "Unlearning"): strict settings, declared data needs, the caller's model left untouched
 (or changed in place only when asked, with modes restored even on error), determinism under a
 seed, no use of the global RNG, finite weights, a history, timing and a stop reason.
 

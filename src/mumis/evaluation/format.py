@@ -1,0 +1,138 @@
+"""Text renderings of evaluations: the report's Markdown table and the demo's comparison table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..exceptions import ConfigError
+from .gaps import gap_paper_keys, gap_recovery_keys
+from .keys import MEANING, METRIC_KEYS
+
+if TYPE_CHECKING:
+    from .report import EvaluationReport
+
+#: Keys printed with 4 decimals (small values in nats).
+_FOUR_DECIMALS = ("kl_to_retrain", "js_to_retrain")
+
+
+def fmt_value(v: Any, key: str = "", precision: int = 2) -> str:
+    """One cell: 'n/a' for None / NaN, divergences with 4 decimals, others with `precision`."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
+    if isinstance(v, (int, float)):
+        return f"{v:.4f}" if key in _FOUR_DECIMALS else f"{v:.{precision}f}"
+    return str(v)
+
+
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(head), "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(out + [line(r) for r in rows])
+
+
+def plain_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)),
+                      *(fmt.format(*r) for r in rows)]).rstrip()
+
+
+def _sensitivity_markdown(sens: dict[str, Any], model_name: str, reference_name: str) -> str:
+    first = next(iter(sens.values()))
+    lines = [f"Input sensitivity (L2 norm of d logit / d input; up to {first['n_per_split']} "
+             f"samples per split, seed {first['seed']}): median [q25, q75]", ""]
+    rows = []
+
+    def cell(q: dict[str, Any]) -> str:
+        return "n/a" if q["median"] is None else f"{q['median']:.4g} [{q['q25']:.4g}, {q['q75']:.4g}]"
+
+    for who, summ in sens.items():
+        name = model_name if who == "model" else reference_name
+        for split, s in summ.items():
+            if isinstance(s, dict):
+                rows.append([name, split, str(s["n"]), cell(s["target"]), cell(s["irrelevant"])])
+    head = ["model", "split", "n", "target class", "irrelevant classes (mean)"]
+    lines.append(markdown_table(head, rows))
+    return "\n".join(lines)
+
+
+def _metric_rows(rep: EvaluationReport) -> list[list[str]]:
+    """One row per metric key the model has: key, value(s), meaning; then the gaps."""
+    m, ref = rep.model_metrics, rep.reference_metrics
+    rows = []
+    for k in METRIC_KEYS:
+        if k not in m:
+            continue
+        row = [k, fmt_value(m[k], k)]
+        if ref is not None:
+            d = abs(m[k] - ref[k]) if k in ref else None
+            row += [fmt_value(ref.get(k), k), fmt_value(d, k)]
+        rows.append(row + [MEANING[k]])
+    if ref is not None:
+        keys = ", ".join(gap_paper_keys(rep.classwise))
+        rows.append(["gap_paper", fmt_value(rep.gap_paper), "", "", MEANING["gap_paper"].format(keys=keys)])
+        rows.append(["gap_salun", fmt_value(rep.gap_salun), "", "", MEANING["gap_salun"]])
+        if rep.recovery is not None:
+            keys = ", ".join(gap_recovery_keys(rep.classwise))
+            rows.append(["gap_recovery", fmt_value(rep.gap_recovery), "", "",
+                         MEANING["gap_recovery"].format(keys=keys)])
+    return rows
+
+
+def report_markdown(rep: EvaluationReport, *, model_name: str = "model",
+                    reference_name: str = "retrain") -> str:
+    """`EvaluationReport.to_markdown`: the metric table, then notes and the sensitivity table."""
+    sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
+    lines = [f"Evaluation: {rep.kind} forgetting ({sizes}); seed {rep.seed}", ""]
+    head = ["metric", model_name] + ([reference_name, "abs diff"] if rep.reference_metrics else []) + ["meaning"]
+    lines.append(markdown_table(head, _metric_rows(rep)))
+    notes = [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
+             for name, dd in rep.mia_details.items() for k, d in dd.items()
+             if "note" in d or "skipped" in d]
+    if rep.recovery is not None:
+        notes += [f"- recovery audits: {rep.recovery['summary']}"]
+        notes += [f"- {who} recovery: {n}" for who in ("model", "reference")
+                  for n in (rep.recovery.get(who) or {}).get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    if rep.sensitivity:
+        lines += ["", _sensitivity_markdown(rep.sensitivity, model_name, reference_name)]
+    return "\n".join(lines)
+
+
+def comparison_table(
+    rows: Mapping[str, Mapping[str, Any] | EvaluationReport],
+    keys: Sequence[str],
+    *,
+    fmt: Literal["md", "plain"] = "md",
+    precision: int = 2,
+) -> str:
+    """One row per method, one column per metric key: the table `mumis demo` prints.
+
+    Args:
+        rows: name -> a report dict (`EvaluationReport.to_dict()`, whose `model` values and
+            top-level gaps are read), a flat {key: value} dict, or an `EvaluationReport`.
+        keys: the metric keys to show, in order (e.g. `("forget_acc", "test_acc", "gap_salun")`).
+        fmt: 'md' for Markdown, 'plain' for aligned text.
+        precision: decimals of every number (divergences get 4).
+    Returns:
+        The table as a string; a missing value shows as 'n/a'.
+    """
+    if fmt not in ("md", "plain"):
+        raise ConfigError(f"fmt must be 'md' or 'plain', got {fmt!r}")
+    body = []
+    for name, r in rows.items():
+        d = r if isinstance(r, Mapping) else r.to_dict()
+        flat = dict(d["model"]) if isinstance(d.get("model"), Mapping) else dict(d)
+        for g in ("gap_paper", "gap_salun", "gap_recovery"):
+            if g in d and g not in flat:
+                flat[g] = d[g]
+        body.append([name] + [fmt_value(flat.get(k), k, precision) for k in keys])
+    head = ["method", *keys]
+    return markdown_table(head, body) if fmt == "md" else plain_table(head, body)

@@ -1,0 +1,56 @@
+"""The metric keys of an evaluation, their groups, the keys each gap averages, and what each means.
+
+The protocol behind every key is in docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+METRIC_GROUPS = ("accuracy", "mia", "mia_efficacy", "mia_entropy", "mia_loss", "divergence",
+                 "sensitivity", "recovery")
+#: What `evaluate` computes by default ("divergence" only when a reference is given).
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "mia", "divergence", "sensitivity")
+#: Scalar metric keys in display order.
+METRIC_KEYS = ("forget_acc", "unlearn_acc", "retain_acc", "test_acc", "test_remaining_acc",
+               "test_forgotten_acc", "mia_efficacy", "mia_entropy", "mia_loss_acc",
+               "mia_loss_auc", "kl_to_retrain", "js_to_retrain",
+               *(f"{a}_{k}" for a in ("bn_reestimated", "relearn")
+                 for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")))
+#: The accuracies each recovery audit measures (prefixed with `bn_reestimated_` / `relearn_`);
+#: test_remaining / test_forgotten only for class-wise and sub-class forgetting.
+RECOVERY_ACCURACIES = ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")
+#: gap_recovery: mean abs difference to retrain over these (where both models have them; the
+#: BatchNorm keys are n/a on a model without BatchNorm), class-wise / sub-class and random.
+GAP_RECOVERY_CLASSWISE = ("bn_reestimated_test_forgotten_acc", "relearn_test_forgotten_acc")
+GAP_RECOVERY_RANDOM = ("bn_reestimated_forget_acc", "relearn_forget_acc")
+RECOVERY_ORIENTATION = ("ideal = the retrained model's value under the same audit; a value above "
+                        "it means forgotten knowledge came back")
+#: MU-Mis paper's Avg. Gap, class-wise / sub-class forgetting.
+GAP_PAPER_CLASSWISE = ("test_remaining_acc", "test_forgotten_acc", "test_acc")
+#: MU-Mis paper's Avg. Gap, random / index forgetting.
+GAP_PAPER_RANDOM = ("retain_acc", "forget_acc", "test_acc")
+#: SalUn's Avg. Gap (UA, RA, TA, MIA-Efficacy).
+GAP_SALUN = ("unlearn_acc", "retain_acc", "test_acc", "mia_efficacy")
+
+MEANING: dict[str, str] = {
+    "forget_acc": "accuracy on the forget samples (%)",
+    "unlearn_acc": "100 - forget_acc (SalUn's UA)",
+    "retain_acc": "accuracy on the retain samples (%)",
+    "test_acc": "accuracy on the whole test set (%)",
+    "test_remaining_acc": "test accuracy on the classes kept (%)",
+    "test_forgotten_acc": "test accuracy on the forgotten class(es) (%)",
+    "mia_efficacy": "% forget called non-member by SalUn's SVC; higher = more forgotten",
+    "mia_entropy": "% forget called member by SSD's entropy LR; lower = more forgotten",
+    "mia_loss_acc": "CV accuracy of loss LR, forget vs test; ideal = retrain's, ~50",
+    "mia_loss_auc": "AUC of -loss, forget vs test; ideal = retrain's, ~50",
+    "kl_to_retrain": "mean KL(P_retrain, P_model) on forget, nats; 0 = identical",
+    "js_to_retrain": "mean Jensen-Shannon to retrain on forget, nats; 0 = identical",
+    "gap_paper": "MU-Mis Avg. Gap: mean abs diff over {keys}",
+    "gap_salun": "SalUn Avg. Gap: mean abs diff over unlearn_acc, retain_acc, test_acc, mia_efficacy",
+    "gap_recovery": "mean abs diff to retrain over {keys} (where both are measured)",
+    **{f"bn_reestimated_{k}": f"{k} after re-estimating BatchNorm statistics on unlabelled images; "
+       "ideal = retrain's" for k in ("forget_acc", "test_acc", "test_remaining_acc",
+                                     "test_forgotten_acc")},
+    **{f"relearn_{k}": f"{k} after a short fine-tuning attack on a retain slice; ideal = retrain's"
+       for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")},
+}
+
