@@ -9,7 +9,7 @@ search on a *tuning* scenario, chosen by the gap to the retrained model.
 The tuning scenario (checkpoint, retrained reference, forget spec) must differ from the one the
 chosen settings are later evaluated on (another class or another seed), so that no table's
 numbers come from settings picked on its own test. Every grid point is an ordinary unlearning run
-(`mumis.cli.unlearn.unlearn_run`: forget-only methods never see the retain data), evaluated with
+(`mumis.runs.unlearn_scenario`: forget-only methods never see the retain data), evaluated with
 `mumis.evaluate(..., reference=retrained)`. The point with the smallest gap wins (ties: the first
 in grid order). `out` then holds `tuning.json` (grid, every point's settings, metrics and gaps,
 the chosen point, the scenario), `chosen.yaml` (a preset for `mumis unlearn --config`) and
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from .exceptions import ConfigError
+from .utils import atomic_write_json, atomic_write_text, to_jsonable
 
 if TYPE_CHECKING:
     from .checkpoint import TrustModelCode
@@ -127,12 +128,9 @@ def tune(
             point leaving the model unchanged (nothing is written then).
         CheckpointError, DataError: unreadable run directories or mismatched splits.
     """
-    from .api import get_method
-    from .checkpoint import check_model_code, load_checkpoint, load_run_splits, read_meta
-    from .cli.unlearn import _check_out, resolve_method_settings, unlearn_run
-    from .config import build_config, config_to_dict
-    from .evaluation import evaluate
-    from .utils import atomic_write_json, atomic_write_text, resolve_device, staged_run_dir, to_jsonable
+    from .checkpoint import check_model_code, read_meta
+    from .runs import Scenario, caching, check_out
+    from .utils import staged_run_dir
 
     if criterion not in _CRITERION_METRICS:
         raise ConfigError(f"criterion must be one of {', '.join(_CRITERION_METRICS)}; got {criterion!r}")
@@ -140,74 +138,109 @@ def tune(
     if not grid or not points:
         raise ConfigError("the grid is empty; give at least one --grid key=v1,v2,...")
     out = Path(out)
-    _check_out(out, overwrite, protected=[checkpoint, reference, data_dir], kind="tune")
-    # Every point's settings are checked strictly before any work.
-    name, base = resolve_method_settings(method, config_file, overrides)
-    cls = get_method(name)
-    typed = []  # each point's grid values as its Config coerced them ("1e-3" -> 0.001)
-    for p in points:
-        resolved = config_to_dict(build_config(cls.Config, {**base, **p}, what=f"method {name!r}"))
-        typed.append({k: resolved[k] for k in p})
+    check_out(out, overwrite, protected=[checkpoint, reference, data_dir], kind="tune")
+    name, base, typed = _typed_points(method, config_file, overrides, points)
     grid = {k: _unique([t[k] for t in typed]) for k in grid}
     for run in (checkpoint, reference):  # untrusted model code is refused before any work
         check_model_code(read_meta(run), str(run), trust_model_code)
-    dev = resolve_device(device)
-    metrics = _CRITERION_METRICS[criterion]
-    # unlearn_run checks that each point's split is the reference's, so these are its splits too.
-    splits = load_run_splits(reference, data_dir=data_dir)
-    ref_model, ref_meta = load_checkpoint(reference, device=dev, trust_model_code=trust_model_code)
-    ref_report = evaluate(ref_model, splits, metrics=metrics)
-    scenario = {
-        "checkpoint": str(Path(checkpoint).resolve()), "reference": str(Path(reference).resolve()),
-        "forget_spec": forget, "manifest_hash": (ref_meta.get("manifest") or {}).get("hash"),
-        "dataset": (ref_meta.get("dataset") or {}).get("name"), "seed": int(seed),
+    with caching():
+        scenario = Scenario.load(checkpoint, forget, reference=reference, split_seed=split_seed,
+                                 data_dir=data_dir, device=device, trust_model_code=trust_model_code)
+        with staged_run_dir(out, overwrite=overwrite, kind="tune") as stage:
+            record, chosen = _tune_in(stage, out, scenario, name, base, typed, grid, criterion=criterion,
+                                      seed=seed, progress=progress, log=log)
+    return TuningResult(out=out, record=to_jsonable(record), chosen=chosen)
+
+
+def _tune_in(stage: Path, out: Path, scenario: Any, name: str, base: dict[str, Any], typed: list[dict[str, Any]],
+             grid: dict[str, list[Any]], *, criterion: str, seed: int, progress: bool,
+             log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the points into `stage` (which becomes `out`), choose, write tuning.json and
+    chosen.yaml; (record, chosen)."""
+    rows = _run_points(stage, scenario, name, base, typed, criterion=criterion, seed=seed,
+                       progress=progress, log=log)
+    best = _choose(rows, criterion, out)
+    record = _tuning_record(scenario, name, criterion, grid, base, rows, best, seed=seed)
+    atomic_write_json(stage / "tuning.json", to_jsonable(record))
+    chosen = best["config"]
+    header = (f"# {name}: settings chosen by `mumis tune` (smallest {criterion} = {_fmt(best[criterion])})\n"
+              f"# on the tuning scenario {scenario.forget_spec!r} of {record['scenario']['checkpoint']}; grid: "
+              f"{to_jsonable(grid)}\n"
+              f"# use with `mumis unlearn --config chosen.yaml` on another forget set or seed.\n")
+    atomic_write_text(stage / "chosen.yaml", header + yaml.safe_dump(chosen, sort_keys=False))
+    return record, chosen
+
+
+def _typed_points(method: str | None, config_file: str | Path | None, overrides: dict[str, Any] | None,
+                  points: list[dict[str, Any]]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Method name, base settings and each point's grid values as its Config coerced them
+    ("1e-3" -> 0.001); every point is checked strictly before any work."""
+    from .api import get_method
+    from .config import build_config, config_to_dict
+    from .runs import resolve_method_settings
+
+    name, base = resolve_method_settings(method, config_file, overrides)
+    cls = get_method(name)
+    typed = []
+    for p in points:
+        resolved = config_to_dict(build_config(cls.Config, {**base, **p}, what=f"method {name!r}"))
+        typed.append({k: resolved[k] for k in p})
+    return name, base, typed
+
+
+def _run_points(stage: Path, scenario: Any, name: str, base: dict[str, Any], typed: list[dict[str, Any]],
+                *, criterion: str, seed: int, progress: bool, log: Any) -> list[dict[str, Any]]:
+    """Every grid point as an unlearning run under `stage/points/NNN`, evaluated; the rows."""
+    from .runs import evaluate_record, unlearn_scenario
+
+    rows: list[dict[str, Any]] = []
+    for i, p in enumerate(typed):
+        run_dir = Path("points") / f"{i:03d}"
+        done = unlearn_scenario(scenario, name, {**base, **p}, out=stage / run_dir, seed=seed,
+                                progress=progress)
+        # a point that diverged is a result of the grid, not bad input
+        rec = evaluate_record(scenario, done.model, done.record, metrics=_CRITERION_METRICS[criterion])
+        rows.append(rec.tuning_row(index=i, settings=to_jsonable(p), run_dir=str(run_dir)))
+        if log is not None:
+            log(f"[{i + 1}/{len(typed)}] {p}: {criterion} = {_fmt(rows[-1][criterion])}")
+    return rows
+
+
+def _choose(rows: list[dict[str, Any]], criterion: str, out: Path) -> dict[str, Any]:
+    """The row with the smallest finite gap (the first of equal ones).
+
+    Raises:
+        ConfigError: every point left the model unchanged, or no point has a finite gap.
+    """
+    if not any(r["weights_changed"] for r in rows):
+        # choosing among copies of the original would be a preset that does nothing
+        raise ConfigError(f"every grid point left the model unchanged (first point: "
+                          f"{rows[0]['stop_reason']}), so there is nothing to choose and nothing was "
+                          f"written to {str(out)!r}; widen the grid (e.g. larger lr or max_steps)")
+    finite = [r for r in rows if isinstance(r[criterion], float | int) and math.isfinite(r[criterion])]
+    if not finite:
+        raise ConfigError(f"no grid point gave a finite {criterion}; widen the grid")
+    return min(finite, key=lambda r: r[criterion])  # min keeps the first of equal gaps
+
+
+def _tuning_record(scenario: Any, name: str, criterion: str, grid: dict[str, list[Any]],
+                   base: dict[str, Any], rows: list[dict[str, Any]], best: dict[str, Any], *,
+                   seed: int) -> dict[str, Any]:
+    """The contents of tuning.json."""
+    ref = scenario.reference
+    described = {
+        "checkpoint": str(scenario.checkpoint.resolve()), "reference": str(ref.path.resolve()),
+        "forget_spec": scenario.forget_spec, "manifest_hash": (ref.meta.get("manifest") or {}).get("hash"),
+        "dataset": (ref.meta.get("dataset") or {}).get("name"), "seed": int(seed),
         "note": "tuning scenario: evaluate the chosen settings on another forget set or seed",
     }
-    rows: list[dict[str, Any]] = []
-    with staged_run_dir(out, overwrite=overwrite, kind="tune") as stage:
-        for i, p in enumerate(typed):
-            run_dir = Path("points") / f"{i:03d}"
-            done = unlearn_run(checkpoint=checkpoint, forget=forget, out=stage / run_dir, method=name,
-                               overrides={**base, **p}, seed=seed, split_seed=split_seed, data_dir=data_dir,
-                               device=str(dev), reference=reference, progress=progress,
-                               trust_model_code=trust_model_code)
-            # a point that diverged is a result of the grid, not bad input
-            model, _ = load_checkpoint(stage / run_dir, device=dev, trust_model_code=trust_model_code,
-                                       allow_nonfinite=True)
-            rep = evaluate(model, splits, reference=ref_report, metrics=metrics).to_dict()
-            row = {
-                "index": i, "settings": to_jsonable(p),
-                "config": yaml.safe_load((stage / run_dir / "config.yaml").read_text()),  # method + resolved
-                "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
-                "metrics": rep["model"], "time_s": done.result["time_s"], "steps": done.result["steps"],
-                "stop_reason": done.result["stop_reason"], "status": done.result["status"],
-                "weights_changed": done.result["weights_changed"], "run_dir": str(run_dir),
-            }
-            rows.append(row)
-            if log is not None:
-                log(f"[{i + 1}/{len(points)}] {p}: {criterion} = {_fmt(row[criterion])}")
-        if not any(r["weights_changed"] for r in rows):
-            # choosing among copies of the original would be a preset that does nothing
-            raise ConfigError(f"every grid point left the model unchanged (first point: "
-                              f"{rows[0]['stop_reason']}), so there is nothing to choose and nothing was "
-                              f"written to {str(out)!r}; widen the grid (e.g. larger lr or max_steps)")
-        finite = [r for r in rows if isinstance(r[criterion], float | int) and math.isfinite(r[criterion])]
-        if not finite:
-            raise ConfigError(f"no grid point gave a finite {criterion}; widen the grid")
-        best = min(finite, key=lambda r: r[criterion])  # min keeps the first of equal gaps
-        chosen = best["config"]
-        record = {
-            "method": name, "criterion": criterion, "grid": to_jsonable(grid), "base_settings": to_jsonable(base),
-            "scenario": scenario, "reference_metrics": ref_report.to_dict()["model"], "points": rows,
-            "chosen": {"index": best["index"], "settings": best["settings"], criterion: best[criterion],
-                       "config": chosen},
-        }
-        atomic_write_json(stage / "tuning.json", to_jsonable(record))
-        header = (f"# {name}: settings chosen by `mumis tune` (smallest {criterion} = {_fmt(best[criterion])})\n"
-                  f"# on the tuning scenario {forget!r} of {scenario['checkpoint']}; grid: {to_jsonable(grid)}\n"
-                  f"# use with `mumis unlearn --config chosen.yaml` on another forget set or seed.\n")
-        atomic_write_text(stage / "chosen.yaml", header + yaml.safe_dump(chosen, sort_keys=False))
-    return TuningResult(out=out, record=to_jsonable(record), chosen=chosen)
+    ref_report = ref.report(scenario.splits, metrics=_CRITERION_METRICS[criterion])
+    return {
+        "method": name, "criterion": criterion, "grid": to_jsonable(grid), "base_settings": to_jsonable(base),
+        "scenario": described, "reference_metrics": ref_report.to_dict()["model"], "points": rows,
+        "chosen": {"index": best["index"], "settings": best["settings"], criterion: best[criterion],
+                   "config": best["config"]},
+    }
 
 
 def _unique(values: list[Any]) -> list[Any]:

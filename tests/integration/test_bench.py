@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-import mumis.cli.unlearn as cli_unlearn
+import mumis.bench.runner as bench_runner
 from mumis.bench import cell_id, load_bench_config
 from mumis.cli import main
 
@@ -110,7 +110,7 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     cfg_path = _write(tmp_path, TINY)
     out = tmp_path / "out"
-    real = cli_unlearn.unlearn_run
+    real = bench_runner.unlearn_scenario
     calls: list[str] = []
 
     def interrupted(**kw: Any) -> Any:
@@ -119,7 +119,7 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             raise KeyboardInterrupt  # Ctrl-C during the second cell
         return real(**kw)
 
-    monkeypatch.setattr(cli_unlearn, "unlearn_run", interrupted)
+    monkeypatch.setattr(bench_runner, "unlearn_scenario", interrupted)
     assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out)]) == 130
     first = _records(out)
     assert sorted(r["method"] for r in first.values()) == ["grad_ascent", "original", "retrain"]
@@ -133,7 +133,7 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     weights = out / "models" / "digits" / "mlp" / "s0" / "original-fine" / "model.safetensors"
     w_mtime = weights.stat().st_mtime_ns
     calls.clear()
-    monkeypatch.setattr(cli_unlearn, "unlearn_run", lambda **kw: calls.append(Path(kw["out"]).name) or real(**kw))
+    monkeypatch.setattr(bench_runner, "unlearn_scenario", lambda **kw: calls.append(Path(kw["out"]).name) or real(**kw))
     assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out), "--resume"]) == 0
     assert "1 cells run, 1 already done, of 2; models: 0 trained" in capsys.readouterr().out
     assert calls == ["digits__mlp__random-0.1__mumis__s0"]

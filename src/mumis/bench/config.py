@@ -151,7 +151,7 @@ def _find_file(name: str, base: Path) -> Path:
 
 
 def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
-    from ..cli.unlearn import resolve_method_settings
+    from ..runs import resolve_method_settings
 
     if isinstance(v, list):
         if not all(isinstance(x, str) for x in v):
@@ -239,8 +239,9 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     Raises:
         ConfigError: anything malformed, unknown or unresolvable (one line).
     """
-    from ..data import load_dataset, parse_dataset_name, parse_forget_spec, resolve_manifest
+    from ..data import parse_dataset_name, parse_forget_spec, resolve_manifest
     from ..models import MODELS, is_user_factory, resolve_model_kwargs
+    from ..runs.cache import load_dataset  # read once per process inside `runs.caching()`
     from ..training import RECIPES, make_train_config, split_overrides
     from ..utils import resolve_device
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..runs import RunRecord, Scenario, caching, evaluate_record, unlearn_scenario
 from ..utils import atomic_write_json, read_json
 from .config import (
     ORIGINAL_LABEL,
@@ -179,8 +180,13 @@ def run_bench(
         ConfigError: a non-empty `out` without `resume`, a resumed `out` made with other
             settings, or an `only` pattern that matches no cell.
     """
+    with caching():  # each dataset and each cached model is read once per process
+        return _run_bench(config, Path(out), resume=resume, only=only, progress=progress, log=log)
+
+
+def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, only: Sequence[str] | None,
+               progress: bool, log: Callable[[str], None] | None) -> BenchResult:
     cfg = config if isinstance(config, BenchConfig) else load_bench_config(config)
-    out = Path(out)
     cells = [_Cell(d, m, s, sd, e) for d in cfg.datasets for m in cfg.models for sd in cfg.seeds
              for s in cfg.scenarios for e in cfg.methods]
     if only:
@@ -253,10 +259,6 @@ def _run_group(
     say: Callable[[str], None], bar: Any,
 ) -> None:
     """One (dataset, model, seed, scenario): models, the reference report, then the cells."""
-    from ..checkpoint import load_checkpoint, load_run_splits
-    from ..cli.unlearn import unlearn_run
-    from ..evaluation import evaluate
-
     space = _label_space(s)
     split_seed = cfg.split_seed_for(sd)
     data_dir = cfg.data_dirs.get(d)
@@ -268,69 +270,52 @@ def _run_group(
     if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
-    # the config's `models:` entry names the factory: that is the opt-in to import it
-    retrained, _ = load_checkpoint(ret_dir, device=cfg.device, trust_model_code=m)  # evaluated where it would run
-    splits = load_run_splits(ret_dir)
+    # Without an original to run, the oracle's own run directory gives the scenario (its split is
+    # the same). The config's `models:` entry names the factory: that is the opt-in to import it.
+    scenario = Scenario.load(orig_dir if todo or orig_todo else ret_dir, s, reference=ret_dir,
+                             split_seed=split_seed, data_dir=data_dir, device=cfg.device, trust_model_code=m)
+    settings: dict[str, Any] = {"metrics": cfg.metrics, "seed": sd}
+    head = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
+            "split_seed": split_seed, "label_space": space}
+
+    def write(cell: str, key: str, record: RunRecord, label: str, role: str, run: Path) -> None:
+        atomic_write_json(_record_path(out, cell), record.bench_record(
+            {**head, "cell": cell, "key": key}, label=label, role=role,
+            run_dir=str(run.relative_to(out)), created=_now()))
+
+    assert scenario.reference is not None  # given above
     t = time.perf_counter()
-    reference = evaluate(retrained, splits, metrics=cfg.metrics, seed=sd)
+    reference = scenario.reference.report(scenario.splits, **settings)  # once for every cell
     ref_eval_s = time.perf_counter() - t
-    base_rec = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
-                "split_seed": split_seed, "label_space": space}
-
-    def model_record(run: Path, role: str, label: str, rep: Any, eval_s: float) -> dict[str, Any]:
-        """The record of a trained model: the oracle itself, or the original (no unlearning)."""
-        d_rep = rep.to_dict()
-        return {**base_rec, "cell": cell_id(d, m, s, label, sd), "key": ref_key, "role": role,
-                "method": label, "method_name": None,
-                "settings": read_json(run / "meta.json").get("recipe"), "evaluation": d_rep,
-                "gap_paper": d_rep.get("gap_paper", 0.0), "gap_salun": d_rep.get("gap_salun", 0.0),
-                # The oracle's own gap is 0 where it was audited (None: no recovery audits).
-                "gap_recovery": d_rep.get("gap_recovery", 0.0 if "recovery" in d_rep else None),
-                "time_s": read_json(run / "metrics.json").get("train_time_s"), "peak_mem_mb": None,
-                "steps": None, "stop_reason": None, "eval_time_s": eval_s,
-                "run_dir": str(run.relative_to(out)), "samples": rep.samples(), "created": _now()}
-
     if not _check_record(_record_path(out, ref_id), ref_key):
-        atomic_write_json(_record_path(out, ref_id),
-                          model_record(ret_dir, "reference", REFERENCE_LABEL, reference, ref_eval_s))
-    if orig_todo:
-        original, _ = load_checkpoint(orig_dir, device=cfg.device, trust_model_code=m)
-        t = time.perf_counter()
-        rep_o = evaluate(original, splits, reference=reference, metrics=cfg.metrics, seed=sd)
-        atomic_write_json(orig_path, model_record(orig_dir, "original", ORIGINAL_LABEL, rep_o,
-                                                  time.perf_counter() - t))
+        write(ref_id, ref_key, _trained(ret_dir, REFERENCE_LABEL).evaluated(reference, ref_eval_s),
+              REFERENCE_LABEL, "reference", ret_dir)
+    if orig_todo:  # the original before unlearning, against the same oracle
+        rec = evaluate_record(scenario, scenario.model, _trained(orig_dir, ORIGINAL_LABEL), **settings)
+        write(orig_path.stem, ref_key, rec, ORIGINAL_LABEL, "original", orig_dir)
     for c in todo:
         run_dir = out / "runs" / c.id
         if bar is not None:
             bar.set_postfix_str(c.id, refresh=True)
-        done = unlearn_run(checkpoint=orig_dir, forget=s, method=c.entry.method,
-                           overrides=c.entry.settings_for(_kind(s)), seed=sd, split_seed=split_seed,
-                           data_dir=data_dir, device=cfg.device, reference=ret_dir, out=run_dir,
-                           overwrite=True, progress=False, trust_model_code=m)
-        # a cell that diverged is a result of the bench, not bad input
-        model, _ = load_checkpoint(run_dir, device=cfg.device, trust_model_code=m, allow_nonfinite=True)
-        t = time.perf_counter()
-        report = evaluate(model, splits, reference=reference, metrics=cfg.metrics, seed=sd)
-        rep = report.to_dict()
-        eval_s = time.perf_counter() - t
-        r = done.result
-        atomic_write_json(_record_path(out, c.id), {
-            **base_rec, "cell": c.id, "key": keys[c.id], "role": "method",
-            "method": c.entry.label, "method_name": c.entry.method,
-            "settings": (done.meta.get("recipe") or {}).get("config"),
-            "evaluation": rep, "gap_paper": rep.get("gap_paper"), "gap_salun": rep.get("gap_salun"),
-            "gap_recovery": rep.get("gap_recovery"), "batchnorm_mode": r.get("batchnorm_mode"),
-            "time_s": r["time_s"], "peak_mem_mb": r.get("peak_mem_mb"), "steps": r["steps"],
-            "stop_reason": r["stop_reason"], "eval_time_s": eval_s, "device": r.get("device"),
-            "uses_retain": r.get("uses_retain"), "run_dir": str(run_dir.relative_to(out)),
-            "samples": report.samples(), "created": _now(),
-        })
+        done = unlearn_scenario(scenario=scenario, method=c.entry.method,
+                                settings=c.entry.settings_for(_kind(s)), out=run_dir, seed=sd,
+                                overwrite=True, progress=False)
+        # a cell that diverged is a result of the bench, not bad input; the model is evaluated
+        # as it is in memory (the run directory holds the same weights)
+        rec = evaluate_record(scenario, done.model, done.record, **settings)
+        write(c.id, keys[c.id], rec, c.entry.label, "method", run_dir)
         res.ran += 1
-        gp = rep.get("gap_paper")
-        say(f"{c.id}: gap_paper {gp:.2f}, {r['steps']} steps, {r['time_s']:.2f} s"
-            if isinstance(gp, (int, float)) else f"{c.id}: done in {r['time_s']:.2f} s")
+        gp = rec.gap("gap_paper")
+        say(f"{c.id}: gap_paper {gp:.2f}, {rec.steps} steps, {rec.time_s:.2f} s"
+            if isinstance(gp, (int, float)) else f"{c.id}: done in {rec.time_s:.2f} s")
         if bar is not None:
             bar.update(1)
+
+
+def _trained(run: Path, label: str) -> RunRecord:
+    """The record of a trained model (the oracle, or the original), before its evaluation."""
+    return RunRecord(method=label, config=read_json(run / "meta.json").get("recipe"),
+                     time_s=read_json(run / "metrics.json").get("train_time_s"))
 
 
 def read_records(out: str | Path) -> list[dict[str, Any]]:

@@ -34,13 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import load_bench_config, run_bench
+    from ..runs import caching
     from ._checks import check_output_dir
 
     quiet = getattr(args, "quiet", False)
     check_output_dir(args.out)
-    cfg = load_bench_config(args.config)  # everything checked before any work
-    res = run_bench(cfg, args.out, resume=args.resume, only=args.only, progress=not quiet,
-                    log=None if quiet else (lambda line: print(line, file=sys.stderr)))
+    with caching():  # the datasets the check loads are the ones the bench uses
+        cfg = load_bench_config(args.config)  # everything checked before any work
+        res = run_bench(cfg, args.out, resume=args.resume, only=args.only, progress=not quiet,
+                        log=None if quiet else (lambda line: print(line, file=sys.stderr)))
     print(f"bench: {res.ran} cells run, {res.skipped} already done, of {res.cells}; models: "
           f"{res.models_trained} trained, {res.models_reused} reused; {res.time_s:.1f} s -> "
           f"{res.out} (summarise with `mumis report {res.out}`)")

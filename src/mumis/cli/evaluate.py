@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..checkpoint import check_reference, split_seed_of
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError
+
+# The pipeline is the library's (`mumis.runs`); the name stays importable from here.
+from ..runs import evaluate_run
 from ..utils import check_outside
-from ._common import add_trust_model_code
-
-if TYPE_CHECKING:
-    from ..checkpoint import TrustModelCode
 from ._checks import check_output_file, seed_type
+from ._common import add_trust_model_code
 
 #: What `mumis evaluate` computes unless --metrics says otherwise (README: sensitivity is opt-in).
 DEFAULT_CLI_METRICS = "accuracy,mia,divergence,recovery"
@@ -142,80 +141,3 @@ def _plot(report: Any, path: str) -> None:
             print("mumis: note: matplotlib is not installed; no plot written "
                   "(pip install 'mumis[plot]')", file=sys.stderr)
             return
-
-
-def evaluate_run(
-    *,
-    checkpoint: str | Path,
-    forget: str,
-    reference: str | Path | None = None,
-    metrics: list[str] | None = None,
-    seed: int = 0,
-    split_seed: int | None = None,
-    data_dir: str | Path | None = None,
-    batch_size: int = 256,
-    sensitivity_samples: int = 500,
-    device: str = "auto",
-    trust_model_code: TrustModelCode = False,
-    recovery: dict[str, Any] | None = None,
-) -> tuple[Any, tuple[str, str]]:
-    """Load a run's model (and the reference), rebuild the split and evaluate.
-
-    Args:
-        checkpoint: run directory of the model to evaluate.
-        forget: forget spec, resolved on the checkpoint's dataset.
-        reference: run directory of the retrained model; its manifest must equal this split's.
-        metrics: metric groups (see `mumis.evaluation.METRIC_GROUPS`); default: all.
-        seed: seed of the attacks and of the sensitivity subsample.
-        split_seed: seed of `random:` specs (default: the checkpoint's).
-        data_dir: data folder (default: the checkpoint's).
-        batch_size: samples per forward pass.
-        sensitivity_samples: samples per split for the sensitivity diagnostics.
-        device: "auto", "cpu" or "cuda[:N]".
-        trust_model_code: may the runs' user model factories be imported (see
-            `checkpoint.load_checkpoint`); default: refused.
-        recovery: recovery audit settings (`mumis.metrics.recovery.RecoveryConfig` fields).
-    Returns:
-        (EvaluationReport, (model name, reference name)) with names for the table header.
-    Raises:
-        CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
-    """
-    from ..checkpoint import load_checkpoint
-    from ..data import make_splits, resolve_manifest
-    from ..evaluation import DEFAULT_METRICS, evaluate
-    from ..utils import resolve_device
-    from .unlearn import run_data
-
-    dev = resolve_device(device)
-    if data_dir is not None and not Path(data_dir).exists():
-        raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
-                        "the data the checkpoint was trained on")
-    model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
-    bundle = run_data(meta, checkpoint, data_dir)
-    seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
-    manifest = resolve_manifest(forget, bundle, seed=seed_split)
-    k_model = int(meta["model"]["num_classes"])
-    if manifest.num_classes != k_model:
-        space = (meta.get("dataset") or {}).get("label_space", "fine")
-        raise DataError(
-            f"forget spec {forget!r} works in the {manifest.label_space} label space "
-            f"({manifest.num_classes} classes) but the checkpoint's model predicts {k_model} "
-            f"classes ({space} labels); use a forget spec of that label space"
-        )
-    ref_model = None
-    ref_name = "retrain"
-    if reference is not None:
-        check_reference(reference, manifest, seed_split)
-        ref_model, ref_meta = load_checkpoint(reference, device=dev, trust_model_code=trust_model_code)
-        if int(ref_meta["model"]["num_classes"]) != k_model:
-            raise DataError(f"reference {str(reference)!r} predicts "
-                            f"{ref_meta['model']['num_classes']} classes, the model {k_model}")
-        if ref_meta.get("kind") != "train" or not ref_meta.get("forget_spec"):
-            ref_name = "reference"  # not a retrained oracle: do not call it one in the table
-    splits = make_splits(bundle, manifest)
-    report = evaluate(model, splits, reference=ref_model,
-                      metrics=metrics if metrics else DEFAULT_METRICS, seed=seed,
-                      batch_size=batch_size, sensitivity_samples=sensitivity_samples,
-                      recovery=recovery)
-    name = str(meta.get("method") or ("original" if not meta.get("forget_spec") else "model"))
-    return report, (name, ref_name)
