@@ -1,4 +1,13 @@
-"""Strict, typed configuration: dataclasses built from dicts, YAML files and `key=value` strings."""
+"""Strict, typed configuration: dataclasses built from dicts, YAML files and `key=value` strings.
+
+A setting is declared once, with its help text and its allowed range, by `setting(...)`:
+
+    lr: float = setting("learning rate", default=0.01, gt=0)
+
+`build_config` converts each value to the field's type (a `Literal` lists the options) and then
+checks the declared range, so every config reports a bad value in the same words:
+"method 'jit': lr must be > 0, got -1.0".
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import dataclasses
 import math
 import types
 import typing
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -16,6 +26,72 @@ from .exceptions import ConfigError
 from .registry import did_you_mean
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric setting (None = unbounded on that side)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    note: str = ""  # e.g. "0 = full batch", appended in parentheses
+
+    def __contains__(self, v: object) -> bool:
+        if not isinstance(v, (int, float)):
+            return True  # None (an optional setting) or a list: nothing to bound
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+    def text(self) -> str:
+        """The rule in words: '> 0', '>= 1', 'in [0, 1)'."""
+        low = (f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}") if (
+            self.ge is not None or self.gt is not None) else None
+        high = (f"{self.le:g}]" if self.le is not None else f"{self.lt:g})") if (
+            self.le is not None or self.lt is not None) else None
+        if low and high:
+            rule = f"in {low}, {high}"
+        elif low:
+            rule = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}"
+        else:
+            rule = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}"
+        return f"{rule} ({self.note})" if self.note else rule
+
+    def outside(self) -> float:
+        """A value just outside the range (for tests that feed every setting a bad value)."""
+        if self.ge is not None:
+            return self.ge - 1
+        if self.gt is not None:
+            return self.gt
+        return (self.le + 1) if self.le is not None else float(self.lt or 0.0)
+
+
+def setting(help: str, default: Any = MISSING, *, default_factory: Any = MISSING,  # noqa: A002
+            ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, note: str = "") -> Any:
+    """A dataclass field with its help text (shown by `mumis methods NAME`) and allowed range."""
+    meta: dict[str, Any] = {"help": help}
+    if (ge, gt, le, lt) != (None, None, None, None):
+        meta["range"] = Range(ge=ge, gt=gt, le=le, lt=lt, note=note)
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_range(f: dataclasses.Field[Any]) -> Range | None:
+    """The declared range of a config field (None when it has none)."""
+    r = f.metadata.get("range")
+    return r if isinstance(r, Range) else None
+
+
+def check_ranges(cfg: Any, what: str = "") -> None:
+    """ConfigError for the first field of `cfg` outside its declared range, in one format."""
+    for f in dataclasses.fields(cfg):
+        r, value = field_range(f), getattr(cfg, f.name)
+        if r is not None and value not in r:
+            label = f"{what}: " if what else ""
+            raise ConfigError(f"{label}{f.name} must be {r.text()}, got {value!r}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -102,7 +178,9 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 def build_config(cls: type[C], overrides: dict[str, Any] | None = None, *, what: str = "") -> C:
     """Build dataclass `cls` from its defaults and `overrides`, strictly.
 
-    Unknown keys are an error listing the valid ones; values are converted to the field types.
+    Unknown keys are an error listing the valid ones; values are converted to the field types
+    and checked against the ranges declared with `setting`; a `validate()` method, if the class
+    has one, then checks rules that join several fields.
     """
     overrides = dict(overrides or {})
     types_ = _field_types(cls)
@@ -116,6 +194,7 @@ def build_config(cls: type[C], overrides: dict[str, Any] | None = None, *, what:
         )
     kwargs = {k: _coerce(k, v, types_[k]) for k, v in overrides.items()}
     cfg = cls(**kwargs)
+    check_ranges(cfg, what)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         validate()

@@ -31,12 +31,20 @@ def test_every_method_declares_a_known_mode():
 
 
 @pytest.mark.parametrize("name, wrong, match", [
-    ("finetune", "eval", "changed the BatchNorm running statistics"),
+    ("retrain", "eval", "changed the BatchNorm running statistics"),
     ("ssd", "train", "left the BatchNorm running statistics unchanged"),
     ("jit", "sometimes", "is not one of train, eval"),
 ])
 def test_a_false_declaration_is_caught(name, wrong, match):
     with _patched(METHODS.get(name), "batchnorm_mode", wrong), pytest.raises(AssertionError, match=match):
+        check_batchnorm_mode(name)
+
+
+@pytest.mark.parametrize("name, mode", [("finetune", "eval"), ("jit", "train")])
+def test_the_base_loop_runs_in_the_declared_mode(name, mode):
+    """A LossMethod's loop takes its train/eval mode from batchnorm_mode, so the declaration
+    cannot lie: flipped, the method follows it (and the check still passes)."""
+    with _patched(METHODS.get(name), "batchnorm_mode", mode):
         check_batchnorm_mode(name)
 
 

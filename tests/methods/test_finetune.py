@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 
 import mumis
-from mumis.methods._loops import epoch_loop
+from mumis.methods._loop import Batch, LossMethod
 from mumis.methods.base import RunContext
+from mumis.methods.finetune import FinetuneConfig
 from mumis.testing import trained_digits_case
 from mumis.testing.conformance import tiny_case
 
@@ -33,18 +34,30 @@ def test_finetune_keeps_test_accuracy_on_digits() -> None:
     assert res.steps == 10 * 21 and res.stop_reason == "epochs (10) done"
 
 
-def test_epoch_loop_stops_before_a_non_finite_step() -> None:
-    w = torch.nn.Parameter(torch.ones(3))
-    opt = torch.optim.SGD([w], lr=0.1)
+class _NanOnThirdBatch(LossMethod):
+    """A one-weight loss that turns NaN on its third batch (drives the base loop's guard)."""
+
+    name = "_nan_on_third"
+    Config = FinetuneConfig
+
+    def prepare(self, model: torch.nn.Module, ctx: RunContext) -> dict[str, object]:
+        self.x, self.calls = torch.zeros(4, 1), []
+        return {}
+
+    def compute_loss(self, model: torch.nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        self.calls.append(batch.epoch)
+        w = next(model.parameters())
+        return w.sum() * (float("nan") if len(self.calls) == 3 else 1.0)
+
+
+def test_base_loop_stops_before_a_non_finite_step() -> None:
+    model = torch.nn.Linear(3, 1, bias=False)
+    torch.nn.init.ones_(model.weight)
     ctx = RunContext(forget=(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)), retain=None, num_classes=2,
                      generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
-    calls = []
-
-    def loss_fn(idx: torch.Tensor, epoch: int) -> torch.Tensor:
-        calls.append(epoch)
-        return w.sum() * (float("nan") if len(calls) == 3 else 1.0)
-
-    steps, reason, history = epoch_loop(ctx, opt, 4, epochs=5, batch_size=2, loss_fn=loss_fn)
-    assert steps == 2 and "non-finite" in reason
-    assert torch.isfinite(w).all() and torch.allclose(w, torch.full((3,), 0.8))
-    assert [r["step"] for r in history] == [0, 2]
+    method = _NanOnThirdBatch(epochs=5, batch_size=2, lr=0.1, momentum=0.0, weight_decay=0.0)
+    out = method.run(model, ctx)
+    assert out.steps == 2 and out.stop_reason == "non-finite loss at step 3 (epoch 2); stopped before it"
+    assert torch.allclose(model.weight, torch.full((1, 3), 0.8))  # two finite steps of lr 0.1
+    assert [r["step"] for r in out.history] == [0, 2]  # no row for the epoch the guard cut short
+    assert method.calls == [0, 0, 1]

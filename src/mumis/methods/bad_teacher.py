@@ -24,42 +24,28 @@ generator (the caller's global RNG state is restored afterwards).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import setting
 from ..exceptions import ConfigError
-from ._loops import nonfinite_stop
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
-
-
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+from ._loop import Batch, LossMethod
+from .base import RunContext, register_method
 
 
 @dataclass
 class BadTeacherConfig:
-    lr: float = _h("Adam learning rate (official 1e-4 for ResNet/CIFAR; adapted to digits)", default=1e-3)
-    epochs: int = _h("passes over the forget + retain-subset mixture (official 1; adapted to digits)", default=5)
-    batch_size: int = _h("samples per step from the shuffled mixture", default=256)
-    temperature: float = _h("KL temperature of both teachers and the student", default=1.0)
-    retain_fraction: float = _h("fraction of the retain set, drawn at random once, used in the mixture",
-                                default=0.3)
-
-    def validate(self) -> None:
-        checks = [
-            (self.lr > 0, "lr must be > 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (0 < self.retain_fraction <= 1, "retain_fraction must be in (0, 1]"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"bad_teacher: {msg}")
+    lr: float = setting("Adam learning rate (official 1e-4 for ResNet/CIFAR; adapted to digits)", default=1e-3, gt=0)
+    epochs: int = setting("passes over the forget + retain-subset mixture (official 1; adapted to digits)", default=5,
+                          ge=1)
+    batch_size: int = setting("samples per step from the shuffled mixture", default=256, ge=1)
+    temperature: float = setting("KL temperature of both teachers and the student", default=1.0, gt=0)
+    retain_fraction: float = setting("fraction of the retain set, drawn at random once, used in the mixture",
+                                     default=0.3, gt=0, le=1)
 
 
 def random_copy(model: nn.Module, generator: torch.Generator) -> nn.Module:
@@ -92,7 +78,8 @@ def unlearner_loss(student: torch.Tensor, competent: torch.Tensor, incompetent: 
     return F.kl_div(F.log_softmax(student / t, dim=1), target, reduction="batchmean")
 
 
-class BadTeacher(UnlearningMethod):
+@register_method
+class BadTeacher(LossMethod):
     """Bad Teacher (Chundawat et al., AAAI 2023)."""
 
     name = "bad_teacher"
@@ -103,47 +90,30 @@ class BadTeacher(UnlearningMethod):
     batchnorm_note = "student in train mode, both teachers in eval mode (Bad Teacher code)"
     requires_retain = True
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
         cfg, g = self.config, ctx.generator
         if ctx.retain is None:  # the front door enforces requires_retain; guard direct calls
             raise ConfigError("bad_teacher needs retain data")
         (fx, fy), (rx, ry) = ctx.forget, ctx.retain
-        competent = copy.deepcopy(model).eval()
-        incompetent = random_copy(model, g).eval()
-        for p in (*competent.parameters(), *incompetent.parameters()):
+        self.competent = copy.deepcopy(model).eval()
+        self.incompetent = random_copy(model, g).eval()
+        for p in (*self.competent.parameters(), *self.incompetent.parameters()):
             p.requires_grad_(False)
-        n_keep = max(1, round(cfg.retain_fraction * len(ry)))
-        keep = torch.randperm(len(ry), generator=g)[:n_keep].to(rx.device)
-        x_all = torch.cat([fx, rx[keep]])
-        is_forget = torch.cat([torch.ones(len(fy), dtype=torch.bool), torch.zeros(n_keep, dtype=torch.bool)])
-        is_forget = is_forget.to(x_all.device)
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-        history: list[dict[str, Any]] = [{"step": 0, "retain_used": n_keep}]
-        step = 0
-        model.train()
-        for epoch in range(1, cfg.epochs + 1):
-            parts = batches(len(x_all), cfg.batch_size, g)
-            total = 0.0
-            for idx in parts:
-                idx = idx.to(x_all.device)
-                x = x_all[idx]
-                with torch.no_grad():
-                    comp, incomp = competent(x), incompetent(x)
-                loss = unlearner_loss(model(x), comp, incomp, is_forget[idx], cfg.temperature)
-                stop = nonfinite_stop(float(loss.detach()), step, epoch)
-                if stop is not None:
-                    model.eval()
-                    return RunOutput(steps=step, stop_reason=stop, history=history,
-                                     extra={"retain_used": n_keep})
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step, total = step + 1, total + float(loss.detach())
-            row = {"step": step, "epoch": epoch, "loss": total / len(parts)}
-            ctx.record(history, row)
-        model.eval()
-        return RunOutput(steps=step, stop_reason=f"epochs ({cfg.epochs}) done", history=history,
-                         extra={"retain_used": n_keep})
+        self.n_keep = max(1, round(cfg.retain_fraction * len(ry)))
+        keep = torch.randperm(len(ry), generator=g)[:self.n_keep].to(rx.device)
+        self.x = torch.cat([fx, rx[keep]])
+        is_forget = torch.cat([torch.ones(len(fy), dtype=torch.bool), torch.zeros(self.n_keep, dtype=torch.bool)])
+        self.is_forget = is_forget.to(self.x.device)
+        return {"retain_used": self.n_keep}
 
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.config.lr)
 
-register_method(BadTeacher)
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        x = self.x[batch.idx]
+        with torch.no_grad():
+            comp, incomp = self.competent(x), self.incompetent(x)
+        return unlearner_loss(model(x), comp, incomp, self.is_forget[batch.idx], self.config.temperature)
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        return {"retain_used": self.n_keep}

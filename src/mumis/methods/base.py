@@ -1,8 +1,12 @@
 """The contract every unlearning method follows, and the loop machinery they share.
 
-A method is a class with a `Config` dataclass (strict, typed, defaulted settings), declared data
-needs (`requires_retain`, `uses_train_data`) and capabilities (`needs_double_backward`), and a
-`run()` that changes the model it is handed (a copy of the caller's, made by `mumis.unlearn`).
+A method is a class with a `Config` dataclass (strict, typed, defaulted settings, each declared
+with `mumis.config.setting`: help text and allowed range), declared data needs
+(`requires_retain`) and capabilities (`needs_double_backward`, `supports_distributed`,
+`fast_settings`), and a `run()` that changes the model it is handed (a copy of the caller's,
+made by `mumis.unlearn`). Loss-based methods derive from `LossMethod` (`_loop.py`), which owns
+the loop; the declarations choose which conformance checks run, as scikit-learn's estimator
+tags choose its common checks.
 
 It also declares `batchnorm_mode`, what it does with BatchNorm layers (one of `BATCHNORM_MODES`;
 results on BatchNorm models depend on it), with a one-line `batchnorm_note` saying why; the
@@ -76,6 +80,7 @@ class UnlearningMethod:
     Config: ClassVar[type]
     requires_retain: ClassVar[bool] = False  # needs remaining data
     needs_double_backward: ClassVar[bool] = False  # differentiates input gradients
+    supports_distributed: ClassVar[bool] = False  # runs under torchrun (every LossMethod does)
     batchnorm_mode: ClassVar[str] = "eval"  # a key of BATCHNORM_MODES
     batchnorm_note: ClassVar[str] = ""  # why / where, in one line ("" = the mode's meaning)
 
@@ -85,6 +90,11 @@ class UnlearningMethod:
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return config_to_dict(cls.Config())
+
+    @classmethod
+    def fast_settings(cls) -> dict[str, Any]:
+        """Settings the conformance suite adds for a run of a few steps on its tiny case."""
+        return {}
 
     @classmethod
     def setting_docs(cls) -> dict[str, str]:

@@ -23,42 +23,28 @@ of a one-class forget set would overwrite the running averages; dropout would us
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..exceptions import ConfigError
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
-
-
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+from ..config import setting
+from ._loop import Batch, LoopState, LossMethod, percent_correct
+from .base import RunContext, register_method
 
 
 @dataclass
 class BoundaryShrinkConfig:
-    bound: float = _h("FGSM step size (L-inf, in input units; inputs are in [0, 1])", default=0.1)
-    clamp: bool = _h("clip adversarial inputs to [0, 1] (images); turn off for unbounded features", default=True)
-    lr: float = _h("SGD learning rate of the fine-tuning on neighbour labels", default=0.001)
-    momentum: float = _h("SGD momentum (official code: 0.9)", default=0.9)
-    epochs: int = _h("passes over the forget set", default=10)
-    batch_size: int = _h("forget samples per step (0 = whole forget set)", default=64)
-    max_steps: int = _h("step budget across epochs (0 = no limit beyond epochs)", default=0)
-
-    def validate(self) -> None:
-        checks = [
-            (self.bound > 0, "bound must be > 0"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 0, "batch_size must be >= 0 (0 = full batch)"),
-            (self.max_steps >= 0, "max_steps must be >= 0 (0 = no limit)"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"boundary_shrink: {msg}")
+    bound: float = setting("FGSM step size (L-inf, in input units; inputs are in [0, 1])", default=0.1, gt=0)
+    clamp: bool = setting("clip adversarial inputs to [0, 1] (images); turn off for unbounded features", default=True)
+    lr: float = setting("SGD learning rate of the fine-tuning on neighbour labels", default=0.001, gt=0)
+    momentum: float = setting("SGD momentum (official code: 0.9)", default=0.9, ge=0, lt=1)
+    epochs: int = setting("passes over the forget set", default=10, ge=1)
+    batch_size: int = setting("forget samples per step (0 = whole forget set)", default=64, ge=0,
+                              note="0 = full batch")
+    max_steps: int = setting("step budget across epochs (0 = no limit beyond epochs)", default=0, ge=0,
+                             note="0 = no limit")
 
 
 def neighbour_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bound: float,
@@ -79,49 +65,31 @@ def neighbour_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bound: 
     return torch.cat(out) if out else y.clone()
 
 
-class BoundaryShrink(UnlearningMethod):
+@register_method
+class BoundaryShrink(LossMethod):
     """Boundary Shrink (Chen et al., CVPR 2023); see the module docstring."""
 
     name = "boundary_shrink"
     paper = "Chen et al., CVPR 2023, Boundary Unlearning (Boundary Shrink)"
     summary = "fine-tune the forget set on its nearest wrong labels, found by FGSM; forget data only"
     Config = BoundaryShrinkConfig
+    # Eval mode throughout: dropout would draw from the global RNG and BatchNorm statistics
+    # of a one-class forget set would corrupt the running averages kept for the other classes.
     batchnorm_mode = "eval"
     batchnorm_note = "fine-tunes in eval mode so a one-class forget set does not overwrite the running statistics"
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg = self.config
-        x, y = ctx.forget
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+        super().prepare(model, ctx)
+        self.num_classes = ctx.num_classes
         # Labels come from the original model (the one we were handed), before any update.
-        y_nb = neighbour_labels(model, x, y, cfg.bound, cfg.clamp)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-        with torch.no_grad():
-            acc0 = 100.0 * float((model(x).argmax(1) == y).float().mean())
-        history: list[dict[str, Any]] = [{"step": 0, "forget_acc": acc0}]
-        step, stop = 0, f"epochs ({cfg.epochs}) done"
-        loss = torch.zeros(())
-        # Eval mode throughout: dropout would draw from the global RNG and BatchNorm statistics
-        # of a one-class forget set would corrupt the running averages kept for the other classes.
-        for epoch in range(cfg.epochs):
-            for idx in batches(len(y), cfg.batch_size, ctx.generator):
-                idx = idx.to(x.device)
-                loss = nn.functional.cross_entropy(model(x[idx]), y_nb[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                if cfg.max_steps and step >= cfg.max_steps:
-                    stop = f"max_steps ({cfg.max_steps}) reached"
-                    break
-            with torch.no_grad():
-                acc = 100.0 * float((model(x).argmax(1) == y).float().mean())
-            row = {"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "forget_acc": acc}
-            ctx.record(history, row)
-            if stop.startswith("max_steps"):
-                break
-        return RunOutput(steps=step, stop_reason=stop, history=history,
-                         extra={"neighbour_label_counts": torch.bincount(y_nb, minlength=ctx.num_classes).tolist()})
+        self.y_nb = neighbour_labels(model, self.x, self.y, self.config.bound, self.config.clamp)
+        return {"forget_acc": percent_correct(model, self.x, self.y)}
 
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(self.x[batch.idx]), self.y_nb[batch.idx])
 
-register_method(BoundaryShrink)
+    def epoch_row(self, model: nn.Module, state: LoopState) -> dict[str, Any] | None:
+        return {"loss": state.stats["loss"].last, "forget_acc": percent_correct(model, self.x, self.y)}
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        return {"neighbour_label_counts": torch.bincount(self.y_nb, minlength=self.num_classes).tolist()}

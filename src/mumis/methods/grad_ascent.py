@@ -18,27 +18,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._loops import check_ranges, epoch_loop, h, sgd, sgd_checks, train_mode
-from .base import RunContext, RunOutput, UnlearningMethod, register_method
+from ..config import setting
+from ._loop import Batch, LossMethod
+from .base import RunContext, register_method
 
 
 @dataclass
 class GradAscentConfig:
-    epochs: int = h("passes over the forget set", default=5)
-    lr: float = h("learning rate (constant)", default=1e-3)
-    batch_size: int = h("forget samples per step; 0 = full batch", default=32)
-    momentum: float = h("SGD momentum", default=0.9)
-    weight_decay: float = h("SGD weight decay", default=5e-4)
-
-    def validate(self) -> None:
-        check_ranges("grad_ascent", sgd_checks(self))
+    epochs: int = setting("passes over the forget set", default=5, ge=1)
+    lr: float = setting("learning rate (constant)", default=1e-3, gt=0)
+    batch_size: int = setting("forget samples per step; 0 = full batch", default=32, ge=0, note="0 = full batch")
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("SGD weight decay", default=5e-4, ge=0)
 
 
 @register_method
-class GradAscent(UnlearningMethod):
+class GradAscent(LossMethod):
     """Maximise the cross-entropy on the forget set."""
 
     name = "grad_ascent"
@@ -47,14 +46,6 @@ class GradAscent(UnlearningMethod):
     Config = GradAscentConfig
     batchnorm_mode = "train"
     batchnorm_note = "ascends on the forget set in train mode (SalUn code): running statistics drift towards the forget batches"
-    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg = self.config
-        x, y = ctx.forget
-        opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-        with train_mode(model):
-            steps, reason, history = epoch_loop(
-                ctx, opt, len(y), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                loss_fn=lambda idx, _: -F.cross_entropy(model(x[idx]), y[idx]))
-        return RunOutput(steps=steps, stop_reason=reason, history=history)
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return -F.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx])

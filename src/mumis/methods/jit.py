@@ -23,50 +23,41 @@ smoothing, not class removal: tune lr with `mumis tune` per scenario.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..exceptions import ConfigError
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
-
-
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+from ..config import setting
+from ._loop import Batch, LoopState, LossMethod, percent_correct
+from .base import RunContext, register_method
 
 
 @dataclass
 class JiTConfig:
-    lr: float = _h("SGD learning rate", default=0.01)
-    n_samples: int = _h("noisy copies per forget sample (N)", default=25)
-    noise_std: float = _h("std of the Gaussian input noise (sigma; inputs are in [0, 1])", default=0.1)
-    epochs: int = _h("passes over the forget set (the paper's single pass: 1)", default=5)
-    batch_size: int = _h("forget samples per step (0 = whole forget set)", default=32)
-    max_steps: int = _h("step budget across epochs (0 = no limit beyond epochs)", default=0)
-
-    def validate(self) -> None:
-        checks = [
-            (self.lr > 0, "lr must be > 0"),
-            (self.n_samples >= 1, "n_samples must be >= 1"),
-            (self.noise_std > 0, "noise_std must be > 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 0, "batch_size must be >= 0 (0 = full batch)"),
-            (self.max_steps >= 0, "max_steps must be >= 0 (0 = no limit)"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"jit: {msg}")
+    lr: float = setting("SGD learning rate", default=0.01, gt=0)
+    n_samples: int = setting("noisy copies per forget sample (N)", default=25, ge=1)
+    noise_std: float = setting("std of the Gaussian input noise (sigma; inputs are in [0, 1])", default=0.1, gt=0)
+    epochs: int = setting("passes over the forget set (the paper's single pass: 1)", default=5, ge=1)
+    batch_size: int = setting("forget samples per step (0 = whole forget set)", default=32, ge=0,
+                              note="0 = full batch")
+    max_steps: int = setting("step budget across epochs (0 = no limit beyond epochs)", default=0, ge=0,
+                             note="0 = no limit")
 
 
 def lipschitz_loss(model: nn.Module, x: torch.Tensor, n_samples: int, noise_std: float,
-                   generator: torch.Generator) -> torch.Tensor:
-    """Mean over the batch and the N noisy copies of ||f(x) - f(x')|| / ||x - x'||."""
+                   generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+    """Mean over the batch and the N noisy copies of ||f(x) - f(x')|| / ||x - x'||.
+
+    The noise is drawn for all of `x`; only the rows `part` are computed (torchrun: a rank's
+    part of the global batch, so every rank draws as one process does)."""
     b = x.shape[0]
     flat = x.reshape(b, -1)  # (B, D)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values  # (B, 1)
     noise = torch.randn((n_samples, *flat.shape), generator=generator, device=generator.device)
+    x, flat, noise = x[part], flat[part], noise[:, part]
+    b = x.shape[0]
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values  # (B, 1)
     x2 = torch.max(torch.min(flat + noise_std * noise.to(x.device), hi), lo)  # (N, B, D) clipped
     out = model(x)  # (B, K)
     out2 = model(x2.reshape(n_samples * b, *x.shape[1:])).reshape(n_samples, b, -1)  # (N, B, K)
@@ -75,7 +66,8 @@ def lipschitz_loss(model: nn.Module, x: torch.Tensor, n_samples: int, noise_std:
     return (out_norm / in_norm).mean()
 
 
-class JiT(UnlearningMethod):
+@register_method
+class JiT(LossMethod):
     """JiT (Foster et al., 2024); see the module docstring."""
 
     name = "jit"
@@ -85,31 +77,9 @@ class JiT(UnlearningMethod):
     batchnorm_mode = "eval"
     batchnorm_note = "Lipschitz steps in eval mode: running statistics untouched"
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
         cfg = self.config
-        x, y = ctx.forget
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=cfg.lr)
-        history: list[dict[str, Any]] = [{"step": 0}]
-        step, stop = 0, f"epochs ({cfg.epochs}) done"
-        for epoch in range(cfg.epochs):
-            total, count = 0.0, 0
-            for idx in batches(len(y), cfg.batch_size, ctx.generator):
-                loss = lipschitz_loss(model, x[idx.to(x.device)], cfg.n_samples, cfg.noise_std, ctx.generator)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step, total, count = step + 1, total + float(loss.detach()), count + 1
-                if cfg.max_steps and step >= cfg.max_steps:
-                    stop = f"max_steps ({cfg.max_steps}) reached"
-                    break
-            with torch.no_grad():
-                acc = 100.0 * float((model(x).argmax(1) == y).float().mean())
-            row = {"step": step, "epoch": epoch + 1, "lipschitz": total / max(count, 1), "forget_acc": acc}
-            ctx.record(history, row)
-            if stop.startswith("max_steps"):
-                break
-        return RunOutput(steps=step, stop_reason=stop, history=history)
+        return lipschitz_loss(model, self.x[batch.full], cfg.n_samples, cfg.noise_std, ctx.generator, batch.part)
 
-
-register_method(JiT)
+    def epoch_row(self, model: nn.Module, state: LoopState) -> dict[str, Any] | None:
+        return {"lipschitz": state.stats["loss"].mean, "forget_acc": percent_correct(model, self.x, self.y)}

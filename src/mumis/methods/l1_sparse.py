@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._loops import check_ranges, epoch_loop, h, sgd, sgd_checks, train_mode
-from .base import RunContext, RunOutput, UnlearningMethod, register_method
+from ..config import setting
+from ._loop import Batch, LossMethod
+from .base import RunContext, register_method
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -38,19 +39,17 @@ def alpha_at(alpha: float, epoch: int, epochs: int) -> float:
 
 @dataclass
 class L1SparseConfig:
-    alpha: float = h("initial weight of the l1 penalty (decays linearly to 0 over the epochs)", default=5e-3)
-    epochs: int = h("passes over the retain set", default=10)
-    lr: float = h("learning rate (constant)", default=0.01)
-    batch_size: int = h("retain samples per step; 0 = full batch", default=64)
-    momentum: float = h("SGD momentum", default=0.9)
-    weight_decay: float = h("SGD weight decay", default=5e-3)
-
-    def validate(self) -> None:
-        check_ranges("l1_sparse", [(self.alpha >= 0, "alpha must be >= 0"), *sgd_checks(self)])
+    alpha: float = setting("initial weight of the l1 penalty (decays linearly to 0 over the epochs)",
+                           default=5e-3, ge=0)
+    epochs: int = setting("passes over the retain set", default=10, ge=1)
+    lr: float = setting("learning rate (constant)", default=0.01, gt=0)
+    batch_size: int = setting("retain samples per step; 0 = full batch", default=64, ge=0, note="0 = full batch")
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("SGD weight decay", default=5e-3, ge=0)
 
 
 @register_method
-class L1Sparse(UnlearningMethod):
+class L1Sparse(LossMethod):
     """Fine-tune on retain with a decaying l1 penalty (sparsity-aware unlearning)."""
 
     name = "l1_sparse"
@@ -59,20 +58,10 @@ class L1Sparse(UnlearningMethod):
     Config = L1SparseConfig
     batchnorm_mode = "train"
     batchnorm_note = "fine-tunes on the retain set in train mode (SalUn code): running statistics follow the retain batches"
-    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
+    walks = "retain"
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg = self.config
-        assert ctx.retain is not None  # the front door enforces requires_retain
-        x, y = ctx.retain
-
-        def loss_fn(idx: torch.Tensor, epoch: int) -> torch.Tensor:
-            ce = F.cross_entropy(model(x[idx]), y[idx])
-            return ce + alpha_at(cfg.alpha, epoch, cfg.epochs) * l1_norm(model)
-
-        opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-        with train_mode(model):
-            steps, reason, history = epoch_loop(ctx, opt, len(y), epochs=cfg.epochs,
-                                                batch_size=cfg.batch_size, loss_fn=loss_fn)
-        return RunOutput(steps=steps, stop_reason=reason, history=history)
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        cfg, idx = self.config, batch.idx
+        ce = F.cross_entropy(model(self.x[idx]), self.y[idx])
+        return ce + alpha_at(cfg.alpha, batch.epoch, cfg.epochs) * l1_norm(model)

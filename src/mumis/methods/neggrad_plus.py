@@ -16,30 +16,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._loops import check_ranges, epoch_loop, h, sgd, sgd_checks, train_mode
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
+from ..config import setting
+from ._loop import Batch, LossMethod
+from .base import RunContext, batches, register_method
 
 
 @dataclass
 class NegGradPlusConfig:
-    alpha: float = h("weight of the retain loss; 1 - alpha weighs the (negated) forget loss", default=0.99)
-    epochs: int = h("passes over the retain set", default=5)
-    lr: float = h("learning rate (constant)", default=0.01)
-    batch_size: int = h("samples per step from each set; 0 = full batch", default=64)
-    momentum: float = h("SGD momentum", default=0.9)
-    weight_decay: float = h("SGD weight decay", default=5e-4)
-
-    def validate(self) -> None:
-        check_ranges("neggrad_plus", [(0 <= self.alpha <= 1, "alpha must be in [0, 1]"), *sgd_checks(self)])
+    alpha: float = setting("weight of the retain loss; 1 - alpha weighs the (negated) forget loss",
+                           default=0.99, ge=0, le=1)
+    epochs: int = setting("passes over the retain set", default=5, ge=1)
+    lr: float = setting("learning rate (constant)", default=0.01, gt=0)
+    batch_size: int = setting("samples per step from each set; 0 = full batch", default=64, ge=0,
+                              note="0 = full batch")
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("SGD weight decay", default=5e-4, ge=0)
 
 
 @register_method
-class NegGradPlus(UnlearningMethod):
+class NegGradPlus(LossMethod):
     """alpha * CE(retain) - (1 - alpha) * CE(forget), one batch of each per step."""
 
     name = "neggrad_plus"
@@ -48,28 +49,25 @@ class NegGradPlus(UnlearningMethod):
     Config = NegGradPlusConfig
     batchnorm_mode = "train"
     batchnorm_note = "forget + retain steps in train mode (SCRUB code): running statistics updated on both"
-    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
     requires_retain = True
+    walks = "retain"  # an epoch is a pass over the retain set; forget batches cycle alongside
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg = self.config
-        assert ctx.retain is not None  # the front door enforces requires_retain
-        (fx, fy), (rx, ry) = ctx.forget, ctx.retain
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+        out = super().prepare(model, ctx)
+        n_forget, size = len(ctx.forget[1]), self.config.batch_size
 
         def forget_batches() -> Iterator[torch.Tensor]:
             while True:  # the forget set is smaller: cycle through fresh seeded permutations
-                yield from batches(len(fy), cfg.batch_size, ctx.generator)
+                yield from batches(n_forget, size, ctx.generator)
 
-        fb = forget_batches()
+        self.forget_batches = forget_batches()
+        return out
 
-        def loss_fn(idx: torch.Tensor, _: int) -> torch.Tensor:
-            f = next(fb).to(ctx.device)
-            retain_loss = F.cross_entropy(model(rx[idx]), ry[idx])
-            forget_loss = F.cross_entropy(model(fx[f]), fy[f])
-            return cfg.alpha * retain_loss - (1 - cfg.alpha) * forget_loss
-
-        opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-        with train_mode(model):
-            steps, reason, history = epoch_loop(ctx, opt, len(ry), epochs=cfg.epochs,
-                                                batch_size=cfg.batch_size, loss_fn=loss_fn)
-        return RunOutput(steps=steps, stop_reason=reason, history=history)
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        # The forget term does not depend on the retain batch: under torchrun every rank
+        # computes it whole (weighted by its share like the rest), so the sum is one process's.
+        cfg, (fx, fy), idx = self.config, ctx.forget, batch.idx
+        f = next(self.forget_batches).to(ctx.device)
+        retain_loss = F.cross_entropy(model(self.x[idx]), self.y[idx])
+        forget_loss = F.cross_entropy(model(fx[f]), fy[f])
+        return cfg.alpha * retain_loss - (1 - cfg.alpha) * forget_loss

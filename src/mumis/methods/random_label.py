@@ -23,13 +23,15 @@ lr 3e-4, chosen on digits class-wise forgetting (MLP; classes 3 and 5): forget a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._loops import check_ranges, epoch_loop, h, sgd, sgd_checks, train_mode
-from .base import RunContext, RunOutput, UnlearningMethod, register_method
+from ..config import setting
+from ._loop import Batch, LossMethod
+from .base import RunContext, register_method
 
 
 def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -40,18 +42,15 @@ def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) 
 
 @dataclass
 class RandomLabelConfig:
-    epochs: int = h("passes over the training set (the relabelled forget set)", default=5)
-    lr: float = h("learning rate (constant)", default=3e-4)
-    batch_size: int = h("samples per step; 0 = full batch", default=32)
-    momentum: float = h("SGD momentum", default=0.9)
-    weight_decay: float = h("SGD weight decay", default=5e-4)
-
-    def validate(self) -> None:
-        check_ranges("random_label", sgd_checks(self))
+    epochs: int = setting("passes over the training set (the relabelled forget set)", default=5, ge=1)
+    lr: float = setting("learning rate (constant)", default=3e-4, gt=0)
+    batch_size: int = setting("samples per step; 0 = full batch", default=32, ge=0, note="0 = full batch")
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("SGD weight decay", default=5e-4, ge=0)
 
 
 @register_method
-class RandomLabel(UnlearningMethod):
+class RandomLabel(LossMethod):
     """Cross-entropy towards random wrong labels on the forget set."""
 
     name = "random_label"
@@ -60,32 +59,28 @@ class RandomLabel(UnlearningMethod):
     Config = RandomLabelConfig
     batchnorm_mode = "train"
     batchnorm_note = "fine-tunes on relabelled data in train mode (SalUn code): running statistics updated"
-    supports_distributed = True  # torchrun: epoch_loop splits each batch across ranks
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg = self.config
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
         fx, fy = ctx.forget
-        x, y = fx, wrong_labels(fy, ctx.num_classes, ctx.generator)  # drawn once, as the SalUn code
+        self.x, self.y = fx, wrong_labels(fy, ctx.num_classes, ctx.generator)  # drawn once, as the SalUn code
         if self.requires_retain:
             assert ctx.retain is not None  # the front door enforces requires_retain
-            x, y = torch.cat([x, ctx.retain[0]]), torch.cat([y, ctx.retain[1]])
-        opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-        with train_mode(model):
-            steps, reason, history = epoch_loop(
-                ctx, opt, len(y), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                loss_fn=lambda idx, _: F.cross_entropy(model(x[idx]), y[idx]))
-        return RunOutput(steps=steps, stop_reason=reason, history=history,
-                         extra={"relabelled": int(len(fy))})
+            self.x, self.y = torch.cat([self.x, ctx.retain[0]]), torch.cat([self.y, ctx.retain[1]])
+        self.relabelled = int(len(fy))
+        return {}
+
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return F.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx])
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        return {"relabelled": self.relabelled}
 
 
 @dataclass
 class RandomLabelRetainConfig(RandomLabelConfig):
-    epochs: int = h("passes over the training set (relabelled forget + retain)", default=10)
-    lr: float = h("learning rate (constant)", default=0.013)
-    batch_size: int = h("samples per step; 0 = full batch", default=64)
-
-    def validate(self) -> None:
-        check_ranges("random_label_retain", sgd_checks(self))
+    epochs: int = setting("passes over the training set (relabelled forget + retain)", default=10, ge=1)
+    lr: float = setting("learning rate (constant)", default=0.013, gt=0)
+    batch_size: int = setting("samples per step; 0 = full batch", default=64, ge=0, note="0 = full batch")
 
 
 @register_method

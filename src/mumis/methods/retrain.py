@@ -21,28 +21,22 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..config import setting
 from ..training import TrainConfig, choose_threads, train_model
-from ._loops import check_ranges, h, sgd_checks
 from .base import RunContext, RunOutput, UnlearningMethod, register_method
 
 
 @dataclass
 class RetrainConfig:
-    epochs: int = h("passes over the retain set", default=50)
-    lr: float = h("peak learning rate (cosine schedule to 0)", default=0.05)
-    batch_size: int = h("retain samples per step", default=64)
-    momentum: float = h("SGD momentum", default=0.9)
-    weight_decay: float = h("SGD weight decay", default=5e-4)
-    schedule: Literal["cosine", "step", "constant"] = h("learning-rate schedule: cosine, step or constant", default="cosine")
-    augment: bool = h("random-crop augmentation (images only)", default=True)
-    crop_padding: int = h("zero padding of the random crop, in pixels", default=1)
-
-    def validate(self) -> None:
-        check_ranges("retrain", [
-            *sgd_checks(self),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (0 <= self.crop_padding <= 16, "crop_padding must be in 0..16"),
-        ])
+    epochs: int = setting("passes over the retain set", default=50, ge=1)
+    lr: float = setting("peak learning rate (cosine schedule to 0)", default=0.05, gt=0)
+    batch_size: int = setting("retain samples per step", default=64, ge=1)
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("SGD weight decay", default=5e-4, ge=0)
+    schedule: Literal["cosine", "step", "constant"] = setting("learning-rate schedule: cosine, step or constant",
+                                                              default="cosine")
+    augment: bool = setting("random-crop augmentation (images only)", default=True)
+    crop_padding: int = setting("zero padding of the random crop, in pixels", default=1, ge=0, le=16)
 
 
 def reset_parameters(model: nn.Module, seed: int) -> int:

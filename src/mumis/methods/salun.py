@@ -22,47 +22,33 @@ mask, so unmasked weights stay exactly as they were (the paper's description).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import setting
 from ..exceptions import ConfigError
-from ._loops import nonfinite_stop
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
-
-
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+from ._loop import Batch, LossMethod
+from .base import RunContext, batches, register_method
 
 
 @dataclass
 class SalUnConfig:
-    mask_ratio: float = _h("fraction of all weights kept by the saliency mask (global threshold)", default=0.5)
-    lr: float = _h("SGD learning rate (official CIFAR-10 value)", default=0.013)
-    momentum: float = _h("SGD momentum", default=0.9)
-    weight_decay: float = _h("weight decay (applied to masked weights only)", default=5e-4)
-    epochs: int = _h("passes over forget (random labels) + retain", default=10)
-    batch_size: int = _h("samples per step, drawn from the shuffled forget + retain mixture", default=256)
-    mask_batch_size: int = _h("forget samples per batch when accumulating the saliency gradient", default=256)
-    wrong_labels_only: bool = _h(
+    mask_ratio: float = setting("fraction of all weights kept by the saliency mask (global threshold)", default=0.5,
+                                gt=0, le=1)
+    lr: float = setting("SGD learning rate (official CIFAR-10 value)", default=0.013, gt=0)
+    momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
+    weight_decay: float = setting("weight decay (applied to masked weights only)", default=5e-4, ge=0)
+    epochs: int = setting("passes over forget (random labels) + retain", default=10, ge=1)
+    batch_size: int = setting("samples per step, drawn from the shuffled forget + retain mixture", default=256, ge=1)
+    mask_batch_size: int = setting("forget samples per batch when accumulating the saliency gradient", default=256,
+                                   ge=1)
+    wrong_labels_only: bool = setting(
         "draw random labels among the K-1 wrong classes (paper's y' != y) instead of all K (official code)",
         default=False)
-
-    def validate(self) -> None:
-        checks = [
-            (0 < self.mask_ratio <= 1, "mask_ratio must be in (0, 1]"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1 and self.mask_batch_size >= 1, "batch sizes must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"salun: {msg}")
 
 
 def saliency_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ratio: float, batch_size: int,
@@ -85,7 +71,8 @@ def saliency_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ratio: flo
     return {n: m.view_as(grad[n]) for n, m in zip(grad, hard.split(sizes), strict=True)}
 
 
-class SalUn(UnlearningMethod):
+@register_method
+class SalUn(LossMethod):
     """SalUn (Fan et al., ICLR 2024): random labelling restricted to salient weights."""
 
     name = "salun"
@@ -96,50 +83,42 @@ class SalUn(UnlearningMethod):
     batchnorm_note = "saliency mask in eval mode, then random-label fine-tuning in train mode (SalUn code)"
     requires_retain = True
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        cfg, g, k = self.config, ctx.generator, ctx.num_classes
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+        cfg = self.config
         if ctx.retain is None:  # the front door enforces requires_retain; guard direct calls
             raise ConfigError("salun needs retain data")
         (fx, fy), (rx, ry) = ctx.forget, ctx.retain
-        mask = saliency_mask(model, fx, fy, cfg.mask_ratio, cfg.mask_batch_size, g)
-        named = [(n, p) for n, p in model.named_parameters() if n in mask]
-        opt = torch.optim.SGD([p for _, p in named], lr=cfg.lr, momentum=cfg.momentum)
-        x_all = torch.cat([fx, rx])
-        kept = sum(int(m.sum()) for m in mask.values())
-        history: list[dict[str, Any]] = [{"step": 0, "mask_kept": kept}]
-        step = 0
-        model.train()
-        for epoch in range(1, cfg.epochs + 1):
-            # fresh random labels for the forget part each epoch (official: a new RL dataset per epoch)
-            if cfg.wrong_labels_only:
-                shift = torch.randint(1, k, fy.shape, generator=g).to(fy.device)
-                rand = (fy + shift) % k
-            else:
-                rand = torch.randint(0, k, fy.shape, generator=g).to(fy.device)
-            y_all = torch.cat([rand, ry])
-            total = 0.0
-            parts = batches(len(y_all), cfg.batch_size, g)
-            for idx in parts:
-                idx = idx.to(x_all.device)
-                loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-                stop = nonfinite_stop(float(loss.detach()), step, epoch)
-                if stop is not None:
-                    model.eval()
-                    return RunOutput(steps=step, stop_reason=stop, history=history, extra={"mask_kept": kept})
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    for n, p in named:
-                        if p.grad is not None:
-                            # decay before masking: unmasked weights must not move at all
-                            p.grad.add_(p, alpha=cfg.weight_decay).mul_(mask[n])
-                opt.step()
-                step, total = step + 1, total + float(loss.detach())
-            row = {"step": step, "epoch": epoch, "loss": total / len(parts)}
-            ctx.record(history, row)
-        model.eval()
-        return RunOutput(steps=step, stop_reason=f"epochs ({cfg.epochs}) done", history=history,
-                         extra={"mask_kept": kept})
+        self.mask = saliency_mask(model, fx, fy, cfg.mask_ratio, cfg.mask_batch_size, ctx.generator)
+        self.named = [(n, p) for n, p in model.named_parameters() if n in self.mask]
+        self.x, self.forget_y, self.retain_y = torch.cat([fx, rx]), fy, ry
+        self.kept = sum(int(m.sum()) for m in self.mask.values())
+        return {"mask_kept": self.kept}
 
+    def parameters_to_update(self, model: nn.Module, ctx: RunContext) -> list[nn.Parameter]:
+        return [p for _, p in self.named]
 
-register_method(SalUn)
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.config.lr, momentum=self.config.momentum)  # decay: adjust_grads
+
+    def on_epoch_start(self, epoch: int, opt: torch.optim.Optimizer, ctx: RunContext) -> None:
+        # fresh random labels for the forget part each epoch (official: a new RL dataset per epoch)
+        fy, g, k = self.forget_y, ctx.generator, ctx.num_classes
+        if self.config.wrong_labels_only:
+            shift = torch.randint(1, k, fy.shape, generator=g).to(fy.device)
+            rand = (fy + shift) % k
+        else:
+            rand = torch.randint(0, k, fy.shape, generator=g).to(fy.device)
+        self.y = torch.cat([rand, self.retain_y])
+
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return F.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx])
+
+    @torch.no_grad()
+    def adjust_grads(self, params: list[nn.Parameter]) -> None:
+        for n, p in self.named:
+            if p.grad is not None:
+                # decay before masking: unmasked weights must not move at all
+                p.grad.add_(p, alpha=self.config.weight_decay).mul_(self.mask[n])
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        return {"mask_kept": self.kept}

@@ -26,35 +26,25 @@ script. "Needs the full training data": declared as `requires_retain`; D = retai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import setting
 from ..exceptions import ConfigError
 from .base import RunContext, RunOutput, UnlearningMethod, register_method
 
 
-def _h(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
 @dataclass
 class SSDConfig:
-    alpha: float = _h("selection weighting: dampen parameters with forget importance > alpha x full importance",
-                      default=10.0)
-    lam: float = _h("dampening constant lambda: beta = min(lambda x full importance / forget importance, 1)",
-                    default=1.0)
-    batch_size: int = _h("samples per batch of the importance passes (0 = one full batch)", default=64)
-
-    def validate(self) -> None:
-        if self.alpha <= 0:
-            raise ConfigError(f"ssd: alpha must be > 0, got {self.alpha}")
-        if self.lam <= 0:
-            raise ConfigError(f"ssd: lam must be > 0, got {self.lam}")
-        if self.batch_size < 0:
-            raise ConfigError(f"ssd: batch_size must be >= 0 (0 = full batch), got {self.batch_size}")
+    alpha: float = setting("selection weighting: dampen parameters with forget importance > alpha x full importance",
+                           default=10.0, gt=0)
+    lam: float = setting("dampening constant lambda: beta = min(lambda x full importance / forget importance, 1)",
+                         default=1.0, gt=0)
+    batch_size: int = setting("samples per batch of the importance passes (0 = one full batch)", default=64, ge=0,
+                              note="0 = full batch")
 
 
 def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -90,6 +80,7 @@ def dampen(model: nn.Module, imp_forget: dict[str, torch.Tensor], imp_full: dict
     return hit, total
 
 
+@register_method
 class SSD(UnlearningMethod):
     """Selective Synaptic Dampening (Foster et al., AAAI 2024)."""
 
@@ -114,6 +105,3 @@ class SSD(UnlearningMethod):
         history: list[dict[str, Any]] = [{"step": 0}, {"step": steps, "dampened": hit, "dampened_fraction": hit / max(total, 1)}]
         return RunOutput(steps=steps, stop_reason=f"one-shot dampening of {hit} of {total} parameters",
                          history=history, extra={"dampened": hit, "parameters": total})
-
-
-register_method(SSD)
