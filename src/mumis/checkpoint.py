@@ -6,7 +6,7 @@ describes everything needed to rebuild and re-evaluate the model:
 
 ```
 {
-  "format": "mumis-run/1",
+  "format": "mumis-run/2",
   "kind": "train" | "unlearn",
   "model": {                               # what models.build_model needs
     "name": "mlp" | "cnn" | "resnet18" | "package.module:function",
@@ -19,13 +19,17 @@ describes everything needed to rebuild and re-evaluate the model:
               "label_space": "fine" | "coarse"},
   "forget_spec": str | null,               # null for an original model trained on everything
   "seed": int,                             # the training (or unlearning) seed
-  "recipe": {...},                         # e.g. {"name": "quick", "config": TrainConfig as dict}
+  "training_config": {...},                # kind "train": {"name": recipe, "config": TrainConfig as dict}
+  "method_config": {...},                  # kind "unlearn": {"method": name, "config": its settings}
+  "recipe": {...},                         # the same dict again, under its format-1 name
   "manifest": {...},                       # data.Manifest.to_dict(): forget / retain indices
   "versions": {...},                       # utils.library_versions()
   "created": "2026-01-01T12:00:00+00:00"   # ISO 8601, UTC
 }
 ```
-Other keys may be added; readers ignore what they do not know. Loading uses
+Other keys may be added; readers ignore what they do not know. Format 1 (`mumis-run/1`) had
+only `recipe` for both kinds; `read_meta` reads both formats and adds the new key to a format-1
+description, so old run directories keep loading. Loading uses
 `safetensors.torch.load_file` only (never pickle). A user factory named in meta.json is code:
 it is imported only when the caller opts in (`trust_model_code`, the CLI's
 `--trust-model-code`), like `trust_remote_code` in the Hugging Face libraries, and the run
@@ -54,7 +58,9 @@ from .data import DatasetBundle, Manifest, Splits, load_dataset, make_splits
 from .exceptions import CheckpointError, ConfigError, DataError, ModelError
 from .utils import atomic_write_bytes, atomic_write_json, library_versions, read_json, resolve_device
 
-FORMAT = "mumis-run/1"
+FORMAT = "mumis-run/2"
+#: Formats `read_meta` accepts: 2 names the run's settings `training_config` / `method_config`.
+READ_FORMATS = ("mumis-run/1", FORMAT)
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
 #: Every file mumis writes into a run directory; `--overwrite` replaces only folders holding
@@ -66,6 +72,15 @@ _HOW = "give the --out folder of a finished `mumis train` or `mumis unlearn` run
 #: Which user model factories a load may import: False (none, the default), True (any), or
 #: the names (`package.module:function`) the caller trusts.
 TrustModelCode: TypeAlias = "bool | str | Iterable[str]"
+
+
+#: Run kind -> the meta.json key of its settings (format 2).
+_CONFIG_KEY = {"train": "training_config", "unlearn": "method_config"}
+
+
+def run_config(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's settings: `training_config` or `method_config` (format 2), else `recipe` (format 1)."""
+    return meta.get(_CONFIG_KEY.get(str(meta.get("kind")), "recipe"), meta.get("recipe"))
 
 
 def build_meta(
@@ -90,7 +105,8 @@ def build_meta(
         manifest: the split (its label space is the model's).
         forget_spec: the forget spec text, or None for an original model.
         seed: the run's seed.
-        recipe: the training recipe / method configuration.
+        recipe: the training recipe and config (kind "train") or the method and its config
+            (kind "unlearn"); written as `training_config` / `method_config` (and `recipe`).
         **extra: further top-level keys (e.g. "method", "parent").
 
     Returns:
@@ -108,7 +124,8 @@ def build_meta(
         },
         "forget_spec": forget_spec,
         "seed": int(seed),
-        "recipe": recipe,
+        _CONFIG_KEY.get(kind, "recipe"): recipe,
+        "recipe": recipe,  # its format-1 name, for readers of older run directories
         "manifest": manifest.to_dict(),
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -198,11 +215,11 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(f"{str(path)!r} has no {META_FILE}, so it is not a mumis run directory; {_HOW}")
     meta = read_json(meta_path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in READ_FORMATS:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(
             f"{str(meta_path)!r} is not a mumis run description (format {got!r}, expected "
-            f"{FORMAT!r}); {_HOW}"
+            f"{' or '.join(READ_FORMATS)}); {_HOW}"
         )
     model = meta.get("model")
     needed = ("name", "kwargs", "input_shape", "num_classes", "normalisation")
@@ -211,6 +228,9 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
             f"{str(meta_path)!r} lacks the model description ({', '.join(needed)}); "
             "the file was edited or truncated: re-run training"
         )
+    key = _CONFIG_KEY.get(str(meta.get("kind")))
+    if key is not None and key not in meta and "recipe" in meta:  # format 1: one name for both
+        meta[key] = meta["recipe"]
     return meta
 
 

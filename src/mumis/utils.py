@@ -98,7 +98,7 @@ def _is_tmp(name: str, files: Iterable[str]) -> bool:
 
 def _not_run_dir(path: Path) -> str | None:
     """None when `path` holds a mumis run and only the files mumis writes; else what is wrong."""
-    from .checkpoint import FORMAT, META_FILE, RUN_FILES
+    from .checkpoint import META_FILE, READ_FORMATS, RUN_FILES
 
     meta = path / META_FILE
     if meta.is_symlink() or not meta.is_file():
@@ -107,7 +107,7 @@ def _not_run_dir(path: Path) -> str | None:
         fmt = json.loads(meta.read_text()).get("format")
     except (OSError, ValueError, AttributeError):
         fmt = None
-    if fmt != FORMAT:
+    if fmt not in READ_FORMATS:
         return f"has a {META_FILE} that is not a mumis run description"
     for e in sorted(path.iterdir()):
         if e.is_symlink() or not e.is_file() or (e.name not in RUN_FILES and not _is_tmp(e.name, RUN_FILES)):
@@ -149,7 +149,7 @@ def check_overwritable(
     """Refuse an `--out` that a run may not create or replace; call it before any work.
 
     A new or empty folder is always fine. `--overwrite` replaces only an earlier output of the
-    same kind made entirely by mumis (`kind`): a run directory (meta.json of format mumis-run/1
+    same kind made entirely by mumis (`kind`): a run directory (meta.json of format mumis-run/1 or /2
     and only the files mumis writes), a tuning folder (tuning.json, chosen.yaml, points/ of run
     directories) or a demo folder (demo.json, summary.txt, run directories). Refused always: the
     working directory, home or any folder above them, a symbolic link, a file. Refused when it
