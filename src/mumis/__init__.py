@@ -6,11 +6,10 @@ honest evaluation against the retrained model.
     rep = mumis.evaluate(res.model, splits, reference=retrained)       # keys: docs/evaluation.md
 """
 
-__version__ = "0.1.0"
-
-from .api import UnlearnResult, get_method, list_methods, unlearn  # noqa: E402
-from .evaluation import EvaluationReport, evaluate  # noqa: E402
-from .receipts import receipt, verify  # noqa: E402
+from ._version import __version__
+from .api import UnlearnResult, get_method, list_methods, unlearn
+from .evaluation import EvaluationReport, evaluate
+from .receipts import receipt, verify
 
 __all__ = [
     "EvaluationReport", "UnlearnResult", "__version__", "evaluate", "get_method", "list_methods", "receipt", "unlearn",

@@ -290,7 +290,7 @@ def library_versions() -> dict[str, str]:
     import safetensors
     import sklearn
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "mumis": __version__,

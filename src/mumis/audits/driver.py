@@ -394,8 +394,8 @@ def audit_run(
     import yaml
 
     from ..checkpoint import build_meta
-    from ..cli._checks import check_output_dir
     from ..models import model_spec
+    from ..runs.outputs import check_output_dir
     from ..utils import atomic_write_json, atomic_write_text, check_overwritable, staged_run_dir, to_jsonable
 
     out = Path(out)

@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = _Parser(prog="mumis", description="Machine unlearning by minimizing input sensitivity.")
     parser.add_argument("--version", action="version", version=f"mumis {__version__}")

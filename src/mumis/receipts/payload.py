@@ -51,7 +51,7 @@ def git_commit() -> str | None:
 
 
 def receipt_writer() -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     out: dict[str, Any] = {"mumis": __version__}
     commit = git_commit()
