@@ -19,7 +19,7 @@ import numpy as np
 
 from ..exceptions import DataError
 from .base import DatasetBundle, register_dataset
-from .common import check_labels, labels_tensor, require_data_dir, uint8_images
+from .common import check_file_labels, labels_tensor, require_data_dir, uint8_images
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
@@ -134,7 +134,7 @@ def _labels(value: Any, n: int, num_classes: int, path: Path, key: str) -> np.nd
         raise DataError(
             f"{str(path)!r}: {key!r} should be {n} integer labels, got {y.dtype} {y.shape}"
         )
-    check_labels(y, num_classes, f"{str(path)!r} {key!r}", "is the file from this CIFAR version?")
+    check_file_labels(y, num_classes, f"{str(path)!r} {key!r}", "is the file from this CIFAR version?")
     return y
 
 

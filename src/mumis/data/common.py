@@ -11,7 +11,7 @@ from ..exceptions import DataError
 
 #: Datasets without their own test split are split 80/20 with this fixed seed (not the run
 #: seed), so every run on the same files shares one test set.
-SPLIT_SEED = 0
+TEST_SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
 
@@ -39,7 +39,7 @@ def require_data_dir(data_dir: Path | None, dataset: str, what: str) -> Path:
 
 
 def stratified_split(
-    y: np.ndarray, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED
+    y: np.ndarray, test_fraction: float = TEST_FRACTION, seed: int = TEST_SPLIT_SEED
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified train/test split of sample indices.
 
@@ -91,7 +91,7 @@ def labels_tensor(y: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(y, dtype=np.int64))
 
 
-def check_labels(y: np.ndarray, num_classes: int, where: str, fix: str) -> None:
+def check_file_labels(y: np.ndarray, num_classes: int, where: str, fix: str) -> None:
     """DataError unless every label lies in 0..num_classes-1.
 
     Args:

@@ -10,7 +10,7 @@ import torch
 from .base import DatasetBundle, register_dataset
 
 #: The train/test split is fixed (not the run seed) so that every run shares one test set.
-SPLIT_SEED = 0
+DIGITS_TEST_SPLIT_SEED = 0
 
 
 @register_dataset("digits")
@@ -23,7 +23,7 @@ def load_digits_dataset(data_dir: Path | None = None) -> DatasetBundle:
     x = (d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
     y = d.target.astype(np.int64)
     idx = np.arange(len(y))
-    tr, te = train_test_split(idx, test_size=0.2, stratify=y, random_state=SPLIT_SEED)
+    tr, te = train_test_split(idx, test_size=0.2, stratify=y, random_state=DIGITS_TEST_SPLIT_SEED)
     tr.sort()
     te.sort()
     return DatasetBundle(

@@ -35,7 +35,7 @@ import torch
 
 from ..exceptions import DataError
 from .base import DatasetBundle, register_dataset
-from .common import check_labels, labels_tensor, uint8_images
+from .common import check_file_labels, labels_tensor, uint8_images
 
 FASHION_MNIST_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -160,7 +160,7 @@ def _load_split(images: Path, labels: Path, num_classes: int) -> tuple[torch.Ten
             f"{str(images)!r} has {len(x)} images but {str(labels)!r} has {len(y)} labels; "
             "the files do not belong together"
         )
-    check_labels(y, num_classes, str(labels), "are these the right label files?")
+    check_file_labels(y, num_classes, str(labels), "are these the right label files?")
     return uint8_images(x[:, None]), labels_tensor(y)  # (N, 1, H, W), (N,)
 
 

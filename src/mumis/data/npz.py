@@ -28,7 +28,7 @@ import torch
 from ..exceptions import DataError
 from .base import DatasetBundle, register_dataset
 from .common import (
-    check_labels,
+    check_file_labels,
     labels_tensor,
     require_data_dir,
     stratified_split,
@@ -132,7 +132,7 @@ def _names(
         raise DataError(f"{str(path)!r} array {key!r} should be a 1-D array of strings")
     names = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw.tolist()]
     for y in labels:
-        check_labels(y, len(names), f"{str(path)!r} ({key!r})", f"name every class in {key!r}")
+        check_file_labels(y, len(names), f"{str(path)!r} ({key!r})", f"name every class in {key!r}")
     return names
 
 
