@@ -220,3 +220,13 @@ def test_receipt_page_opens_in_a_headless_browser(runs: Runs) -> None:
     receipt = json.loads((runs.run / "receipt.json").read_text())
     assert re.search(r"<title>Deletion receipt req-[0-9a-f]{32}</title>", res.stdout), res.stderr[-2000:]
     assert receipt["payload"]["request_id"] in res.stdout and res.stdout.count("<table>") >= 4
+
+
+def test_meta_naming_another_parent_is_a_mismatch(runs: Runs, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run = copy_run(runs, tmp_path)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["parent"] = str(tmp_path / "nowhere")
+    (run / "meta.json").write_text(json.dumps(meta, indent=2))
+    lines = mismatches(capsys, str(run))
+    assert lines[0] == "run.meta_sha256: meta.json changed" and "original checkpoint named by" in lines[1], lines

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .check import verify_memory, verify_receipt
 from .hashing import canonical_json, indices_sha256, json_sha256, samples_sha256, state_sha256
 from .payload import FORMAT
 from .sources import memory_sources
 from .store import HTML_FILE, RECEIPT_FILE, assemble, make_receipt, read_receipt, receipt_text, write_receipt
-from .verify import verify_memory, verify_receipt
 
 
 def receipt(target: Any, **kwargs: Any) -> dict[str, Any]:

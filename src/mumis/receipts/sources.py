@@ -185,7 +185,12 @@ def run_sources(
         raise CheckpointError(f"{str(run)!r} does not record the checkpoint it came from; pass the original "
                               "run directory (--original DIR)")
     parent = Path(parent)
-    read_meta(parent)  # a clear line when it moved
+    try:
+        read_meta(parent)  # a clear line when it moved
+    except CheckpointError as e:
+        if meta_changed and original is None:  # meta.json's parent entry was edited
+            raise ChangedFile(f"the original checkpoint named by the changed meta.json cannot be read ({e})") from None
+        raise
     after_state = _read_state(run, changed=True)
     before_state = _read_state(parent, changed=False)
     try:
