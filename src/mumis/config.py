@@ -79,6 +79,13 @@ def setting(help: str, default: Any = MISSING, *, default_factory: Any = MISSING
     return dataclasses.field(default=default, metadata=meta)
 
 
+def redefault(parent: type, name: str, default: Any, *, help: str | None = None) -> Any:  # noqa: A002
+    """A subclass config's field: the parent's setting `name` (help, range) with a new default."""
+    f = {f.name: f for f in dataclasses.fields(parent)}[name]
+    meta = {**f.metadata, **({"help": help} if help is not None else {})}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 def field_range(f: dataclasses.Field[Any]) -> Range | None:
     """The declared range of a config field (None when it has none)."""
     r = f.metadata.get("range")

@@ -20,16 +20,14 @@ Three registered variants share this file:
 from __future__ import annotations
 
 import copy
-import math
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .. import distributed
+from ..config import redefault, setting
 from ..exceptions import ConfigError
 from ..functional import input_sensitivity, norms, other_classes, selected_logit_gradients
 from ..functional.batchnorm import (
@@ -38,151 +36,68 @@ from ..functional.batchnorm import (
     layers_feeding_batchnorm,
     parameters_after_batchnorm,
 )
-from .base import RunContext, RunOutput, UnlearningMethod, batches, register_method
+from ._loop import Batch, LoopState, LossMethod
+from ._mumis_monitor import Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
+from .base import RunContext, register_method
 
-StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
-
-
-def _h(text: str, **kw: Any) -> Any:
-    """A dataclass field with a help string (shown by `mumis methods mumis`)."""
-    return field(metadata={"help": text}, **kw)
+__all__ = ["MuMis", "MuMisConfig", "MuMisPublished", "MuMisV1", "StopRule", "Stopper", "_Monitor", "_monitor"]
 
 
 @dataclass
 class MuMisConfig:
-    lr: float = _h("learning rate (in units of the normalised loss when normalise is on)", default=0.2)
-    optimizer: Literal["sgd", "adam"] = _h("sgd (plain gradient descent) or adam", default="sgd")
-    momentum: float = _h("SGD momentum (0 = plain gradient descent)", default=0.0)
-    batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=128)
-    max_steps: int = _h("step budget; the run always stops here", default=1000)
-    norm: Literal["squared", "l2"] = _h("squared L2 (published) or plain L2 norm of input gradients", default="squared")
-    target_weight: float = _h("weight of the target-class term S_c", default=1.0)
-    irrelevant_weight: float = _h("weight of the irrelevant-class term S_c'", default=1.0)
-    irrelevant: Literal["random", "all"] = _h(
+    lr: float = setting("learning rate (in units of the normalised loss when normalise is on)", default=0.2, gt=0)
+    optimizer: Literal["sgd", "adam"] = setting("sgd (plain gradient descent) or adam", default="sgd")
+    momentum: float = setting("SGD momentum (0 = plain gradient descent)", default=0.0, ge=0, lt=1)
+    batch_size: int = setting("forget samples per step; 0 = the whole forget set (full batch)", default=128,
+                              ge=0, note="0 = full batch")
+    max_steps: int = setting("step budget; the run always stops here", default=1000, ge=1)
+    norm: Literal["squared", "l2"] = setting("squared L2 (published) or plain L2 norm of input gradients", default="squared")
+    target_weight: float = setting("weight of the target-class term S_c", default=1.0)
+    irrelevant_weight: float = setting("weight of the irrelevant-class term S_c'", default=1.0)
+    irrelevant: Literal["random", "all"] = setting(
         "random: one c' per sample per step (published); all: mean over the K-1 other classes", default="random")
-    irrelevant_cap: float | None = _h(
+    irrelevant_cap: float | None = setting(
         "cap each sample's irrelevant term at this multiple of a reference (cap_reference); "
         "None: unbounded, as published",
-        default=1.0)
-    cap_reference: Literal["mean", "target"] = _h(
+        default=1.0, gt=0, note="or None")
+    cap_reference: Literal["mean", "target"] = setting(
         "what irrelevant_cap multiplies: 'mean' (the initial mean irrelevant term on the monitor subsample) or "
         "'target' (each sample's own initial target term: one extra input-gradient pass over the forget set)",
         default="target")
-    switch: Literal["none", "misclassified"] = _h(
+    switch: Literal["none", "misclassified"] = setting(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
-    normalise: bool = _h(
+    normalise: bool = setting(
         "divide the loss by the initial mean target term on the monitor subsample (makes lr transferable across "
         "models whose sensitivities differ by orders of magnitude)", default=True)
-    stop: StopRule = _h(
+    stop: StopRule = setting(
         "forget_acc: forget accuracy <= target_forget_acc; published: S' turned up from a dip and "
         "S'(t)/S'(0) > delta; growth: S'(t)/S'(0) > delta; v1: mean loss decrease >= delta; none",
         default="forget_acc")
-    delta: float = _h("threshold of the published / growth / v1 stopping rules", default=1.0)
-    target_forget_acc: float | None = _h(
+    delta: float = setting("threshold of the published / growth / v1 stopping rules", default=1.0)
+    target_forget_acc: float | None = setting(
         "forget accuracy (percent) at which the forget_acc rule stops; None = 0 for a forget set of at most "
         "K/2 classes (full-class forgetting), required otherwise (random subsets: about the model's held-out "
-        "accuracy)", default=None)
-    plateau_patience: int = _h(
+        "accuracy)", default=None, ge=0, le=100, note="a percentage, or None")
+    plateau_patience: int = setting(
         "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many monitor "
-        "readings (0: never)", default=40)
-    monitor_samples: int = _h("size of the fixed seeded forget subsample the stopping statistics use", default=256)
-    monitor_irrelevant: Literal["fixed", "all"] = _h(
+        "readings (0: never)", default=40, ge=0)
+    monitor_samples: int = setting("size of the fixed seeded forget subsample the stopping statistics use", default=256, ge=1)
+    monitor_irrelevant: Literal["fixed", "all"] = setting(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
         default="fixed")
-    monitor_every: int = _h("steps between two evaluations of the stopping statistics", default=5)
-    divergence_factor: float = _h(
-        "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0)
-    update: Literal["last", "after_batchnorm", "all"] = _h(
+    monitor_every: int = setting("steps between two evaluations of the stopping statistics", default=5, ge=1)
+    divergence_factor: float = setting(
+        "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0, gt=1)
+    update: Literal["last", "after_batchnorm", "all"] = setting(
         "which weights move: last: only the last layer with weights (the classifier); after_batchnorm: the "
         "layers that run after the network's last BatchNorm (all if it has none); all: every weight, as "
         "published. A re-estimation of BatchNorm statistics cannot undo a change of the layers after the last "
         "BatchNorm", default="last")
-    batchnorm_filters: Literal["fixed_norm", "free"] = _h(
+    batchnorm_filters: Literal["fixed_norm", "free"] = setting(
         "fixed_norm: keep the norm of each output filter of a layer feeding a BatchNorm (a rescaled filter "
         "lowers sensitivities only against frozen running statistics, and re-estimating them undoes it); "
         "free: no constraint, as published", default="fixed_norm")
-
-    def validate(self) -> None:
-        checks = [
-            (self.lr > 0, "lr must be > 0"),
-            (self.max_steps >= 1, "max_steps must be >= 1"),
-            (self.batch_size >= 0, "batch_size must be >= 0 (0 = full batch)"),
-            (self.monitor_samples >= 1, "monitor_samples must be >= 1"),
-            (self.monitor_every >= 1, "monitor_every must be >= 1"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.irrelevant_cap is None or self.irrelevant_cap > 0, "irrelevant_cap must be > 0 or None"),
-            (self.target_forget_acc is None or 0 <= self.target_forget_acc <= 100,
-             "target_forget_acc is a percentage in [0, 100] (or None)"),
-            (self.divergence_factor > 1, "divergence_factor must be > 1"),
-            (self.plateau_patience >= 0, "plateau_patience must be >= 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"mumis: {msg}")
-
-
-@dataclass
-class _Monitor:
-    """Stopping statistics on the fixed forget subsample (no graph kept)."""
-
-    s_target: float  # mean S_c
-    s_irrelevant: float  # S': mean over samples (and irrelevant classes) of S_k
-    s_irrelevant_sq: float  # mean of S_k^2, the published loss's irrelevant term
-    loss: float  # objective with the mean over all irrelevant classes (v1 rule)
-    forget_acc: float  # percent, on the subsample
-    max_logit: float
-
-
-def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
-             norm: str, k: int) -> _Monitor:
-    """Read the stopping statistics on the monitor subsample.
-
-    `irrelevant` is a fixed (M,) irrelevant class per monitor sample, drawn once, so S'(t) is a
-    smooth curve at the cost of two gradient calls; None averages all K-1 other classes (K-1
-    calls: less variance across samples, K/2 times the cost).
-    """
-    x = x.detach().requires_grad_(True)
-    logits = model(x)  # (M, K)
-    classes = [irrelevant] if irrelevant is not None else list(other_classes(y, k).T)
-    sq_t = norms(selected_logit_gradients(logits, x, y, retain_graph=True), "squared")
-    s_irr = torch.zeros_like(sq_t)
-    sq_irr = torch.zeros_like(sq_t)
-    for j, cls in enumerate(classes):
-        sq = norms(selected_logit_gradients(logits, x, cls, retain_graph=j < len(classes) - 1), "squared")
-        s_irr += sq.sqrt()
-        sq_irr += sq
-    s_irr, sq_irr = s_irr / len(classes), sq_irr / len(classes)
-    per_sample = sq_t - sq_irr if norm == "squared" else sq_t.sqrt() - s_irr
-    return _Monitor(
-        s_target=float(sq_t.sqrt().mean()),
-        s_irrelevant=float(s_irr.mean()),
-        s_irrelevant_sq=float(sq_irr.mean()),
-        loss=float(per_sample.mean()),
-        forget_acc=100.0 * float((logits.argmax(1) == y).float().mean()),
-        max_logit=float(logits.detach().abs().max()),
-    )
-
-
-def _monitor_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
-                     norm: str, k: int) -> _Monitor:
-    """`_monitor` under torchrun: each rank reads its contiguous part of the monitor subsample and
-    the sums (max for the logits) are all-reduced, so every rank gets the same statistics and the
-    stopping rule and divergence guard decide the same on all ranks."""
-    m = len(y)
-    lo, hi = distributed.shard_bounds(m)
-    sums = torch.zeros(5, dtype=torch.float64)  # S_c, S', S'^2, loss, correct
-    top = torch.full((1,), -math.inf, dtype=torch.float64)
-    if hi > lo:
-        part = _monitor(model, x[lo:hi], y[lo:hi], None if irrelevant is None else irrelevant[lo:hi], norm, k)
-        n = hi - lo
-        sums = torch.tensor([part.s_target, part.s_irrelevant, part.s_irrelevant_sq, part.loss,
-                             part.forget_acc / 100.0], dtype=torch.float64) * n
-        top[0] = part.max_logit
-    sums = distributed.all_reduce_sum(sums) / m
-    top = distributed.all_reduce_max(top)
-    return _Monitor(s_target=float(sums[0]), s_irrelevant=float(sums[1]), s_irrelevant_sq=float(sums[2]),
-                    loss=float(sums[3]), forget_acc=100.0 * float(sums[4]), max_logit=float(top[0]))
 
 
 def _take(cap: float | torch.Tensor | None, idx: torch.Tensor) -> float | torch.Tensor | None:
@@ -190,66 +105,29 @@ def _take(cap: float | torch.Tensor | None, idx: torch.Tensor) -> float | torch.
     return cap[idx] if isinstance(cap, torch.Tensor) else cap
 
 
-class Stopper:
-    """A stopping rule evaluated on successive monitor readings (the first one is step 0).
+@register_method
+class MuMis(LossMethod):
+    """MU-Mis with our defaults (see the module docstring and docs/mumis-study.md).
 
-    Rules: `forget_acc` (forget accuracy <= target), `published` (S' turned upward after dipping
-    below S'(0), and S'(t)/S'(0) > delta), `growth` (S'(t)/S'(0) > delta, no dip needed),
-    `v1` (mean loss decrease since the start >= delta), `none` (only max_steps stops).
-    `forget_acc` also stops when the forget accuracy has not reached a new low for `patience`
-    readings (a few resistant samples must not keep the run going until max_steps).
+    On the base loop (`LossMethod`, which also runs it under torchrun) with a step budget and
+    no epoch rows; its own stopping rule is `check_stop`: every `monitor_every` steps the
+    monitor reading (a history row), the divergence guard (restores the last good weights)
+    and the `Stopper`.
     """
-
-    def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor,
-                 patience: int = 0) -> None:
-        self.rule, self.delta, self.target, self.patience = rule, delta, target_forget_acc, patience
-        self.start = start
-        self.s_min = start.s_irrelevant
-        self.dipped = False
-        self.best_acc, self.since_best = start.forget_acc, 0
-
-    def __call__(self, m: _Monitor) -> str | None:
-        """Reason to stop after reading `m`, or None to go on."""
-        ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
-        reason = None
-        if m.forget_acc < self.best_acc:
-            self.best_acc, self.since_best = m.forget_acc, 0
-        elif m is not self.start:
-            self.since_best += 1
-        if self.rule == "forget_acc" and m.forget_acc <= self.target:
-            reason = f"forget accuracy {m.forget_acc:.1f}% <= target {self.target:g}%"
-        elif self.rule == "forget_acc" and self.patience and self.since_best >= self.patience:
-            reason = (f"forget accuracy plateaued at {self.best_acc:.1f}% (no new low in {self.patience} "
-                      f"readings; target {self.target:g}%)")
-        elif self.rule == "published" and self.dipped and m.s_irrelevant > self.s_min and ratio > self.delta:
-            reason = f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
-        elif self.rule == "growth" and ratio > self.delta:
-            reason = f"S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
-        elif self.rule == "v1" and self.start.loss - m.loss >= self.delta:
-            reason = f"mean loss decrease {self.start.loss - m.loss:.4g} >= delta {self.delta:g}"
-        if m.s_irrelevant < self.s_min:
-            self.s_min, self.dipped = m.s_irrelevant, True
-        return reason
-
-
-
-class MuMis(UnlearningMethod):
-    """MU-Mis with our defaults (see the module docstring and docs/mumis-study.md)."""
-
-    @classmethod
-    def fast_settings(cls) -> dict[str, Any]:
-        """Conformance runs use a random 40-sample forget set: give the stopping target."""
-        return {"target_forget_acc": 50.0}
 
     name = "mumis"
     paper = "Cheng et al., ICLR 2026, arXiv 2402.15109"
     summary = "minimise target-class input sensitivity, raise irrelevant-class sensitivity; forget data only"
     Config = MuMisConfig
     needs_double_backward = True
-    supports_distributed = True  # runs under torchrun (see run() and mumis.distributed)
     batchnorm_mode = "eval"
     batchnorm_note = ("eval mode (per-sample input gradients need samples that do not interact); by default only "
                       "the classifier moves (update=last), so no BatchNorm re-estimation can undo the forgetting")
+
+    @classmethod
+    def fast_settings(cls) -> dict[str, Any]:
+        """Conformance runs use a random 40-sample forget set: give the stopping target."""
+        return {"target_forget_acc": 50.0}
 
     def _loss(self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, cap: float | torch.Tensor | None,
               k: int, generator: torch.Generator, shard: slice | None = None) -> torch.Tensor:
@@ -289,35 +167,6 @@ class MuMis(UnlearningMethod):
             per_sample = per_sample * (logits.detach().argmax(1) == c).float()
         return per_sample.mean()
 
-    def _reduced_grads(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, c: torch.Tensor,
-                       cap: float | torch.Tensor | None, k: int, generator: torch.Generator,
-                       scale: float) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """torchrun: (global batch loss, weight gradients) equal on every rank to one process's.
-
-        Rank r computes the mean loss of its contiguous part of the global batch, weighted by
-        its share of the batch; one all-reduce (sum) of the flattened gradients and the loss gives
-        the gradient of the global batch mean, to float tolerance.
-        """
-        lo, hi = distributed.shard_bounds(len(c))
-        grads: list[torch.Tensor | None]
-        if hi > lo:
-            local = self._loss(model, x, c, cap, k, generator, shard=slice(lo, hi)) * (scale * (hi - lo) / len(c))
-            grads = list(torch.autograd.grad(local, params, allow_unused=True))
-        else:  # fewer samples than ranks: nothing to compute, but draw c' like the others
-            if self.config.irrelevant == "random":
-                torch.randint(1, k, c.shape, generator=generator, device=generator.device)
-            local = torch.zeros((), device=c.device)
-            grads = [torch.zeros_like(p) for p in params]
-        flat = torch.cat([(gp if gp is not None else torch.zeros_like(p)).detach().reshape(-1)
-                          for p, gp in zip(params, grads, strict=True)] + [local.detach().reshape(1)])
-        flat = distributed.all_reduce_sum(flat)  # (P + 1,)
-        out: list[torch.Tensor | None] = []
-        offset = 0
-        for p, gp in zip(params, grads, strict=True):
-            out.append(None if gp is None else flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
-        return flat[-1], out
-
     def _target(self, y: torch.Tensor, k: int) -> float:
         """The forget accuracy to stop at. Full-class forgetting: 0, what the retrained model has.
 
@@ -337,17 +186,6 @@ class MuMis(UnlearningMethod):
             )
         return 0.0
 
-    def _diverged(self, m: _Monitor, m0: _Monitor) -> str | None:
-        f = self.config.divergence_factor
-        values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
-        if not all(math.isfinite(v) for v in values):
-            return "non-finite sensitivity or logits"
-        if m.s_irrelevant > f * m0.s_irrelevant:
-            return f"irrelevant sensitivity exploded ({m.s_irrelevant:.3g} > {f:g} x start)"
-        if m.max_logit > f * max(m0.max_logit, 1.0):
-            return f"logits exploded (max |logit| {m.max_logit:.3g} > {f:g} x start)"
-        return None
-
     def _trainable(self, model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
         """The parameters the run moves (see the `update` setting)."""
         params = [p for p in model.parameters() if p.requires_grad]
@@ -362,120 +200,113 @@ class MuMis(UnlearningMethod):
                               "use update=all")
         return params
 
-    def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        """Unlearn; under torchrun (see `mumis.distributed`) every rank runs this with the same
-        seed and forget set: each global batch and its c' are drawn identically on all ranks,
-        each rank computes its part, gradients and stopping statistics are all-reduced, so all
-        ranks take the same steps and stop at the same step, as one process would."""
+    # ------------------------------------------------------------------ the base loop's hooks
+    def budget(self) -> tuple[int | None, int]:
+        return None, self.config.max_steps
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+        """Parameters to move, the monitor subsample and its start reading, loss scale and caps."""
         cfg, k, g = self.config, ctx.num_classes, ctx.generator
-        dist_on = distributed.is_distributed()
-        if dist_on:
-            distributed.broadcast_module(model)  # identical start even if the ranks loaded differently
-        x_all, y_all = ctx.forget
-        n = len(y_all)
-        params = self._trainable(model, x_all[:2])
+        self.x, self.y = x_all, y_all = ctx.forget
+        self.k, n = k, len(y_all)
+        self.params = self._trainable(model, x_all[:2])
         constrained: list[nn.Module] = []
         if cfg.batchnorm_filters == "fixed_norm":  # only layers that move and feed a BatchNorm
-            moving = {id(p) for p in params}
+            moving = {id(p) for p in self.params}
             constrained = [layer for layer in layers_feeding_batchnorm(model, x_all[:2])
                            if id(getattr(layer, "weight", None)) in moving]
-        filters = FilterNorms(constrained)
-        if cfg.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-        else:
-            opt = torch.optim.Adam(params, lr=cfg.lr)
+        self.filters = FilterNorms(constrained)
         mon_idx = torch.randperm(n, generator=g)[: cfg.monitor_samples].to(x_all.device)
-        x_mon, y_mon = x_all[mon_idx], y_all[mon_idx]
-        c_mon = None
+        self.x_mon, self.y_mon = x_all[mon_idx], y_all[mon_idx]
+        self.c_mon = None
         if cfg.monitor_irrelevant == "fixed":
-            c_mon = (y_mon + torch.randint(1, k, y_mon.shape, generator=g).to(y_mon.device)) % k
-
-        def read() -> _Monitor:
-            if dist_on:
-                return _monitor_sharded(model, x_mon, y_mon, c_mon, cfg.norm, k)
-            return _monitor(model, x_mon, y_mon, c_mon, cfg.norm, k)
-
-        m0 = read()
+            self.c_mon = (self.y_mon + torch.randint(1, k, self.y_mon.shape, generator=g).to(self.y_mon.device)) % k
+        self.m0 = m0 = self._read(model)
         unit = max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)  # the initial target term
-        scale = 1.0 / unit if cfg.normalise else 1.0
-        cap: float | torch.Tensor | None = None
+        self.scale = 1.0 / unit if cfg.normalise else 1.0
+        self.cap: float | torch.Tensor | None = None
         if cfg.irrelevant_cap is not None and cfg.cap_reference == "target":  # per sample, (N,)
-            cap = cfg.irrelevant_cap * torch.cat([
+            self.cap = cfg.irrelevant_cap * torch.cat([
                 input_sensitivity(model, x_all[i : i + 512], y_all[i : i + 512], norm=cfg.norm).detach()
                 for i in range(0, n, 512)])
         elif cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
-            cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
-        history = [{"step": 0, **vars(m0)}]
-        good_state, good_step = copy.deepcopy(model.state_dict()), 0
-        stop_reason = f"max_steps ({cfg.max_steps}) reached"
-        step, epoch_batches = 0, iter(())
-        stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=self._target(y_all, k), start=m0,
-                          patience=cfg.plateau_patience)
-        if (reason := stopper(m0)) is not None:
-            return RunOutput(steps=0, stop_reason=f"{reason} before any update", history=history)
-        bar = tqdm(total=cfg.max_steps, desc=self.name, leave=False, disable=not (ctx.progress and sys.stderr.isatty() and distributed.is_main()))
-        while step < cfg.max_steps:
-            idx = next(epoch_batches, None)
-            if idx is None:
-                epoch_batches = iter(batches(n, cfg.batch_size, g))
-                continue
-            idx = idx.to(x_all.device)
-            c = y_all[idx]
-            grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...] | None = None
-            if dist_on:
-                loss, grads = self._reduced_grads(model, params, x_all[idx], c, _take(cap, idx), k, g, scale)
-            else:
-                loss = self._loss(model, x_all[idx], c, _take(cap, idx), k, g) * scale
-            if not torch.isfinite(loss):
-                model.load_state_dict(good_state)
-                stop_reason = f"diverged at step {step + 1} (non-finite loss); restored weights of step {good_step}"
-                break
-            opt.zero_grad(set_to_none=True)
-            if grads is None:
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-            by_param = dict(zip(params, grads, strict=True))
-            filters.project(by_param)
-            for p in params:
-                p.grad = by_param[p]
-            opt.step()
-            filters.retract()
-            step += 1
-            bar.update(1)
-            if step % cfg.monitor_every and step != cfg.max_steps:
-                continue
-            m = read()
-            row = {"step": step, "batch_loss": float(loss.detach()), **vars(m)}
-            ctx.record(history, row)
-            bar.set_postfix(forget_acc=f"{m.forget_acc:.1f}%", s_ratio=f"{m.s_irrelevant / m0.s_irrelevant:.2f}")
-            if (why := self._diverged(m, m0)) is not None:
-                model.load_state_dict(good_state)
-                stop_reason = f"diverged at step {step} ({why}); restored weights of step {good_step}"
-                break
-            good_state, good_step = copy.deepcopy(model.state_dict()), step
-            if (reason := stopper(m)) is not None:
-                stop_reason = reason
-                break
-        bar.close()
-        moved = {id(p) for p in params}
-        return RunOutput(steps=step, stop_reason=stop_reason, history=history,
-                         extra={"restored_step": good_step if stop_reason.startswith("diverged") else None,
-                                "updated": [n for n, p in model.named_parameters() if id(p) in moved]})
+            self.cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
+        self.good_state, self.good_step = copy.deepcopy(model.state_dict()), 0
+        self.stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=self._target(y_all, k), start=m0,
+                               patience=cfg.plateau_patience)
+        return vars(m0)
+
+    def _read(self, model: nn.Module) -> _Monitor:
+        read = _monitor_sharded if distributed.is_distributed() else _monitor
+        return read(model, self.x_mon, self.y_mon, self.c_mon, self.config.norm, self.k)
+
+    def parameters_to_update(self, model: nn.Module, ctx: RunContext) -> list[nn.Parameter]:
+        return self.params
+
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.config.lr, momentum=self.config.momentum)
+        return torch.optim.Adam(params, lr=self.config.lr)
+
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        full = batch.full  # c' is drawn for the global batch, then this rank's part is computed
+        loss = self._loss(model, self.x[full], self.y[full], _take(self.cap, full), self.k, ctx.generator,
+                          shard=batch.part)
+        return loss * self.scale
+
+    def adjust_grads(self, params: list[nn.Parameter]) -> None:
+        by_param = {p: p.grad for p in params}
+        self.filters.project(by_param)
+        for p in params:
+            p.grad = by_param[p]
+
+    def after_update(self) -> None:
+        self.filters.retract()
+
+    def check_stop(self, model: nn.Module, state: LoopState) -> str | None:
+        """The monitor: a reading every monitor_every steps (and at max_steps), the divergence
+        guard (restores the weights of the last good reading), then the stopping rule."""
+        cfg, step = self.config, state.step
+        if step == 0:
+            reason = self.stopper(self.m0)
+            return None if reason is None else f"{reason} before any update"
+        if step % cfg.monitor_every and step != cfg.max_steps:
+            return None
+        m = self._read(model)
+        state.record({"step": step, "batch_loss": state.last_loss, **vars(m)})
+        if (why := diverged(m, self.m0, cfg.divergence_factor)) is not None:
+            model.load_state_dict(self.good_state)
+            return f"diverged at step {step} ({why}); restored weights of step {self.good_step}"
+        self.good_state, self.good_step = copy.deepcopy(model.state_dict()), step
+        return self.stopper(m)
+
+    def on_nonfinite(self, model: nn.Module, state: LoopState, epoch: int) -> str:
+        model.load_state_dict(self.good_state)
+        return f"diverged at step {state.step + 1} (non-finite loss); restored weights of step {self.good_step}"
+
+    def epoch_row(self, model: nn.Module, state: LoopState) -> dict[str, Any] | None:
+        return None  # the monitor readings are the history
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        moved = {id(p) for p in self.params}
+        return {"restored_step": self.good_step if stop_reason.startswith("diverged") else None,
+                "updated": [n for n, p in model.named_parameters() if id(p) in moved]}
 
 
 @dataclass
 class MuMisPublishedConfig(MuMisConfig):
     """The published method as written: unbounded loss, random c', S' growth stopping rule."""
 
-    lr: float = _h("learning rate", default=1e-4)
-    normalise: bool = _h(MuMisConfig.__dataclass_fields__["normalise"].metadata["help"], default=False)
-    update: Literal["last", "after_batchnorm", "all"] = _h(
-        MuMisConfig.__dataclass_fields__["update"].metadata["help"], default="all")
-    batchnorm_filters: Literal["fixed_norm", "free"] = _h(
-        MuMisConfig.__dataclass_fields__["batchnorm_filters"].metadata["help"], default="free")
-    irrelevant_cap: float | None = _h("None: the published, unbounded irrelevant term", default=None)
-    stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="published")
+    lr: float = redefault(MuMisConfig, "lr", 1e-4, help="learning rate")
+    normalise: bool = redefault(MuMisConfig, "normalise", False)
+    update: Literal["last", "after_batchnorm", "all"] = redefault(MuMisConfig, "update", "all")
+    batchnorm_filters: Literal["fixed_norm", "free"] = redefault(MuMisConfig, "batchnorm_filters", "free")
+    irrelevant_cap: float | None = redefault(MuMisConfig, "irrelevant_cap", None,
+                                             help="None: the published, unbounded irrelevant term")
+    stop: StopRule = redefault(MuMisConfig, "stop", "published")
 
 
+@register_method
 class MuMisPublished(MuMis):
     """MU-Mis exactly as published (for comparison; see docs/mumis-study.md for its failure modes)."""
 
@@ -490,17 +321,14 @@ class MuMisPublished(MuMis):
 class MuMisV1Config(MuMisPublishedConfig):
     """First version (2024): full-batch gradient descent, stop on the mean loss decrease."""
 
-    batch_size: int = _h("forget samples per step; 0 = the whole forget set (full batch)", default=0)
-    stop: StopRule = _h(MuMisConfig.__dataclass_fields__["stop"].metadata["help"], default="v1")
+    batch_size: int = redefault(MuMisConfig, "batch_size", 0)
+    stop: StopRule = redefault(MuMisConfig, "stop", "v1")
 
 
+@register_method
 class MuMisV1(MuMis):
     """MU-Mis, first version (2024): full batch, loss-decrease stopping rule."""
 
     name = "mumis_v1"
     summary = "MU-Mis first version: full batch, stop when the mean loss decrease reaches delta"
     Config = MuMisV1Config
-
-
-for _cls in (MuMis, MuMisPublished, MuMisV1):
-    register_method(_cls)

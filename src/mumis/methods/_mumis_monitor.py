@@ -1,0 +1,134 @@
+"""MU-Mis's stopping statistics: the monitor reading on a fixed forget subsample (sharded under
+torchrun), the stopping rules (`Stopper`) and the divergence test. Used by `methods/mumis.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .. import distributed
+from ..functional import norms, other_classes, selected_logit_gradients
+
+StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
+
+
+@dataclass
+class _Monitor:
+    """Stopping statistics on the fixed forget subsample (no graph kept)."""
+
+    s_target: float  # mean S_c
+    s_irrelevant: float  # S': mean over samples (and irrelevant classes) of S_k
+    s_irrelevant_sq: float  # mean of S_k^2, the published loss's irrelevant term
+    loss: float  # objective with the mean over all irrelevant classes (v1 rule)
+    forget_acc: float  # percent, on the subsample
+    max_logit: float
+
+
+def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
+             norm: str, k: int) -> _Monitor:
+    """Read the stopping statistics on the monitor subsample.
+
+    `irrelevant` is a fixed (M,) irrelevant class per monitor sample, drawn once, so S'(t) is a
+    smooth curve at the cost of two gradient calls; None averages all K-1 other classes (K-1
+    calls: less variance across samples, K/2 times the cost).
+    """
+    x = x.detach().requires_grad_(True)
+    logits = model(x)  # (M, K)
+    classes = [irrelevant] if irrelevant is not None else list(other_classes(y, k).T)
+    sq_t = norms(selected_logit_gradients(logits, x, y, retain_graph=True), "squared")
+    s_irr = torch.zeros_like(sq_t)
+    sq_irr = torch.zeros_like(sq_t)
+    for j, cls in enumerate(classes):
+        sq = norms(selected_logit_gradients(logits, x, cls, retain_graph=j < len(classes) - 1), "squared")
+        s_irr += sq.sqrt()
+        sq_irr += sq
+    s_irr, sq_irr = s_irr / len(classes), sq_irr / len(classes)
+    per_sample = sq_t - sq_irr if norm == "squared" else sq_t.sqrt() - s_irr
+    return _Monitor(
+        s_target=float(sq_t.sqrt().mean()),
+        s_irrelevant=float(s_irr.mean()),
+        s_irrelevant_sq=float(sq_irr.mean()),
+        loss=float(per_sample.mean()),
+        forget_acc=100.0 * float((logits.argmax(1) == y).float().mean()),
+        max_logit=float(logits.detach().abs().max()),
+    )
+
+
+def _monitor_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
+                     norm: str, k: int) -> _Monitor:
+    """`_monitor` under torchrun: each rank reads its contiguous part of the monitor subsample and
+    the sums (max for the logits) are all-reduced, so every rank gets the same statistics and the
+    stopping rule and divergence guard decide the same on all ranks."""
+    m = len(y)
+    lo, hi = distributed.shard_bounds(m)
+    sums = torch.zeros(5, dtype=torch.float64)  # S_c, S', S'^2, loss, correct
+    top = torch.full((1,), -math.inf, dtype=torch.float64)
+    if hi > lo:
+        part = _monitor(model, x[lo:hi], y[lo:hi], None if irrelevant is None else irrelevant[lo:hi], norm, k)
+        n = hi - lo
+        sums = torch.tensor([part.s_target, part.s_irrelevant, part.s_irrelevant_sq, part.loss,
+                             part.forget_acc / 100.0], dtype=torch.float64) * n
+        top[0] = part.max_logit
+    sums = distributed.all_reduce_sum(sums) / m
+    top = distributed.all_reduce_max(top)
+    return _Monitor(s_target=float(sums[0]), s_irrelevant=float(sums[1]), s_irrelevant_sq=float(sums[2]),
+                    loss=float(sums[3]), forget_acc=100.0 * float(sums[4]), max_logit=float(top[0]))
+
+
+class Stopper:
+    """A stopping rule evaluated on successive monitor readings (the first one is step 0).
+
+    Rules: `forget_acc` (forget accuracy <= target), `published` (S' turned upward after dipping
+    below S'(0), and S'(t)/S'(0) > delta), `growth` (S'(t)/S'(0) > delta, no dip needed),
+    `v1` (mean loss decrease since the start >= delta), `none` (only max_steps stops).
+    `forget_acc` also stops when the forget accuracy has not reached a new low for `patience`
+    readings (a few resistant samples must not keep the run going until max_steps).
+    """
+
+    def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor,
+                 patience: int = 0) -> None:
+        self.rule, self.delta, self.target, self.patience = rule, delta, target_forget_acc, patience
+        self.start = start
+        self.s_min = start.s_irrelevant
+        self.dipped = False
+        self.best_acc, self.since_best = start.forget_acc, 0
+
+    def __call__(self, m: _Monitor) -> str | None:
+        """Reason to stop after reading `m`, or None to go on."""
+        ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
+        reason = None
+        if m.forget_acc < self.best_acc:
+            self.best_acc, self.since_best = m.forget_acc, 0
+        elif m is not self.start:
+            self.since_best += 1
+        if self.rule == "forget_acc" and m.forget_acc <= self.target:
+            reason = f"forget accuracy {m.forget_acc:.1f}% <= target {self.target:g}%"
+        elif self.rule == "forget_acc" and self.patience and self.since_best >= self.patience:
+            reason = (f"forget accuracy plateaued at {self.best_acc:.1f}% (no new low in {self.patience} "
+                      f"readings; target {self.target:g}%)")
+        elif self.rule == "published" and self.dipped and m.s_irrelevant > self.s_min and ratio > self.delta:
+            reason = f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
+        elif self.rule == "growth" and ratio > self.delta:
+            reason = f"S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
+        elif self.rule == "v1" and self.start.loss - m.loss >= self.delta:
+            reason = f"mean loss decrease {self.start.loss - m.loss:.4g} >= delta {self.delta:g}"
+        if m.s_irrelevant < self.s_min:
+            self.s_min, self.dipped = m.s_irrelevant, True
+        return reason
+
+
+def diverged(m: _Monitor, m0: _Monitor, factor: float) -> str | None:
+    """Why reading `m` shows a diverging run (against the start reading `m0`), or None."""
+    values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
+    if not all(math.isfinite(v) for v in values):
+        return "non-finite sensitivity or logits"
+    if m.s_irrelevant > factor * m0.s_irrelevant:
+        return f"irrelevant sensitivity exploded ({m.s_irrelevant:.3g} > {factor:g} x start)"
+    if m.max_logit > factor * max(m0.max_logit, 1.0):
+        return f"logits exploded (max |logit| {m.max_logit:.3g} > {factor:g} x start)"
+    return None
