@@ -74,13 +74,16 @@ def _evidence(acc_f: float, acc_u: float, auc: float | None) -> dict:
 
 def test_verdict_says_what_the_evidence_shows_and_what_not() -> None:
     alike = verdict(_evidence(80.0, 78.0, 52.0), "grad_ascent")
-    assert alike.startswith("the model treats the forget samples like unseen data")
+    assert alike.startswith("The model treats the forget samples like unseen data")
     assert "evidence, not a proof" in alike and "80.0 % vs 78.0 %" in alike
-    assert verdict(_evidence(99.0, 80.0, 70.0), "x").startswith("the model still treats the forget samples more like")
-    assert verdict(_evidence(20.0, 80.0, 30.0), "x").startswith("the forget samples are forgotten more")
-    assert verdict(_evidence(0.0, 0.0, 50.0), "x", class_forgetting=True).startswith("the model no longer recognises")
-    assert verdict(_evidence(0.0, 60.0, 20.0), "x", class_forgetting=True).startswith("the model still recognises")
+    assert verdict(_evidence(99.0, 80.0, 70.0), "x").startswith("The model still treats the forget samples more like")
+    assert verdict(_evidence(20.0, 80.0, 30.0), "x").startswith("The forget samples are forgotten more")
+    assert verdict(_evidence(0.0, 0.0, 50.0), "x", class_forgetting=True).startswith("The model no longer recognises")
+    assert verdict(_evidence(0.0, 60.0, 20.0), "x", class_forgetting=True).startswith("The model still recognises")
     assert "exact by construction" in verdict(_evidence(0.0, 0.0, None), "retrain")
+    assert "tell little" not in alike
+    before_alike = {**_evidence(80.0, 78.0, 52.0), "before": _evidence(99.0, 97.0, 55.0)["after"]}
+    assert "the model before unlearning passed these tests too" in verdict(before_alike, "x")
 
 
 def test_unseen_samples_are_of_the_forget_classes_from_the_holdout_when_there_is_one() -> None:

@@ -97,36 +97,50 @@ def compute_evidence(
     })
 
 
+def _reading(side: dict[str, Any], class_forgetting: bool) -> str:
+    """What one model's evidence shows: gone / recognised (class forgetting), alike / member /
+    over-forgotten (forget vs unseen samples)."""
+    acc_f, acc_u = side["forget"]["accuracy"], side["unseen"]["accuracy"]
+    auc = side["loss_attack_auc"]
+    if class_forgetting:
+        return "gone" if acc_f <= ALIKE_POINTS and acc_u <= ALIKE_POINTS else "recognised"
+    d, off = acc_f - acc_u, 0.0 if auc is None else auc - 50.0
+    if abs(d) <= ALIKE_POINTS and abs(off) <= ALIKE_POINTS:
+        return "alike"
+    return "member" if d > ALIKE_POINTS or off > ALIKE_POINTS else "over-forgotten"
+
+
+_SHOWS = {
+    "gone": "the model no longer recognises the forgotten class(es)",
+    "recognised": "the model still recognises the forgotten class(es) (a model trained without them scores 0 %)",
+    "alike": "the model treats the forget samples like unseen data on these tests",
+    "member": "the model still treats the forget samples more like training data than unseen data",
+    "over-forgotten": "the forget samples are forgotten more than unseen ones, which itself tells an attacker "
+                      "they were removed",
+}
+
+
 def verdict(evidence: dict[str, Any], method: str, *, class_forgetting: bool = False) -> str:
     """One line: what the evidence shows about the forget set, and what it does not show.
 
     Random-subset forgetting should leave the forget samples looking like unseen samples of
     their classes; class forgetting should leave the model unable to recognise the class at all
-    (a model trained without it scores 0 % on its forget and unseen samples alike).
+    (a model trained without it scores 0 % on its forget and unseen samples alike). When the model
+    before unlearning already looked that way, the line says the tests tell little.
     """
     after = evidence["after"]
-    acc_f, acc_u = after["forget"]["accuracy"], after["unseen"]["accuracy"]
     auc = after["loss_attack_auc"]
-    where = evidence["unseen"]["source"]
-    facts = (f"after {method}, forget-set accuracy {acc_f:.1f} % vs {acc_u:.1f} % on unseen samples of the "
-             f"same classes ({where}), loss-attack AUC {'n/a' if auc is None else f'{auc:.1f}'} (50 = cannot "
-             "tell forget from unseen)")
-    d = acc_f - acc_u
-    off = 0.0 if auc is None else auc - 50.0
-    if class_forgetting:
-        gone = acc_f <= ALIKE_POINTS and acc_u <= ALIKE_POINTS
-        shows = ("the model no longer recognises the forgotten class(es)" if gone else
-                 "the model still recognises the forgotten class(es) (a model trained without them scores 0 %)")
-    elif abs(d) <= ALIKE_POINTS and abs(off) <= ALIKE_POINTS:
-        shows = "the model treats the forget samples like unseen data on these tests"
-    elif d > ALIKE_POINTS or off > ALIKE_POINTS:
-        shows = "the model still treats the forget samples more like training data than unseen data"
-    else:
-        shows = ("the forget samples are forgotten more than unseen ones, which itself tells an attacker "
-                 "they were removed")
-    not_shown = ("approximate unlearning: evidence, not a proof; it does not show the model equals one "
+    facts = (f"after {method}, forget-set accuracy {after['forget']['accuracy']:.1f} % vs "
+             f"{after['unseen']['accuracy']:.1f} % on unseen samples of the same classes "
+             f"({evidence['unseen']['source']}), loss-attack AUC {'n/a' if auc is None else f'{auc:.1f}'} "
+             "(50 = cannot tell forget from unseen)")
+    reading = _reading(after, class_forgetting)
+    if "before" in evidence and reading in ("alike", "gone") and _reading(evidence["before"], class_forgetting) == reading:
+        facts += "; the model before unlearning passed these tests too, so here they tell little"
+    shows = _SHOWS[reading]
+    not_shown = ("Approximate unlearning: evidence, not a proof; it does not show the model equals one "
                  "retrained without these samples")
     if method == "retrain":
-        not_shown = ("the method retrains from scratch on the retain set: exact by construction, if the "
+        not_shown = ("The method retrains from scratch on the retain set: exact by construction, if the "
                      "recorded data is what it was given")
-    return f"{shows}: {facts}. {not_shown}."
+    return f"{shows[0].upper()}{shows[1:]}: {facts}. {not_shown}."
