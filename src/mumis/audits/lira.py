@@ -154,11 +154,13 @@ def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFi
 
 
 def in_mask_per_example(k: int, f: int, rng: np.random.Generator) -> np.ndarray:
-    """(K, F) membership with each example IN for exactly K/2 shadows, chosen at random per example."""
+    """(K, F) membership in pairs: each example is IN for exactly one shadow of every pair (2m,
+    2m + 1), chosen at random, so it is IN for K/2 shadows and every even prefix of the shadows
+    is balanced too (the first 8 of 32 shadows are an audit with K = 8, with the same masks)."""
     if k < 4 or k % 2:
         raise ConfigError(f"the LiRA audit needs an even number of shadow models, at least 4; got {k}")
-    order = np.argsort(rng.random((k, f)), axis=0)
-    return order < k // 2
+    first = rng.random((k // 2, f)) < 0.5  # rows drawn in order: a prefix does not depend on k
+    return np.stack([first, ~first], axis=1).reshape(k, f)
 
 
 def in_mask_whole_set(k: int, f: int) -> np.ndarray:
