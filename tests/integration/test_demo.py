@@ -23,8 +23,15 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert table["mumis"]["forget_acc"] <= 1.0  # forgotten
     assert table["original"]["forget_acc"] >= 90.0
     assert abs(table["mumis"]["test_remaining_acc"] - table["retrain"]["test_remaining_acc"]) <= 2.0
-    # a second run replaces its own output; a foreign folder is refused
-    assert main(["-q", "demo", "--out", str(out)]) == 0
+    # the summary says what the method was handed: MU-Mis, the forget set only
+    words = " ".join(text.split())
+    assert "used the 146 forget samples only, no remaining data" in words
+    # a second run replaces its own output; a method that needs the retain set says it used it
+    assert main(["-q", "demo", "--out", str(out), "--method", "finetune", "--set", "epochs=1"]) == 0
+    words = " ".join(capsys.readouterr().out.split())
+    assert "finetune: " in words and "used the 146 forget samples and the 1291 remaining (retain) samples" in words
+    assert "no remaining data" not in words
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["finetune", "original", "retrained"]
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -66,13 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _validate(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """Check every input before anything is written or trained (ConfigError / DataError)."""
-    from ..data import load_dataset, parse_dataset_name, resolve_manifest
+    from ..data import parse_dataset_name, resolve_manifest
     from ..models import MODELS, is_user_factory
     from ..registry import did_you_mean
+    from ..runs import check_output_dir, resolve_method_settings
+    from ..runs.cache import load_dataset
     from ..training import RECIPES
     from ..utils import resolve_device
-    from ._checks import check_output_dir
-    from .unlearn import resolve_method_settings
 
     check_output_dir(args.out)
     parse_dataset_name(args.dataset)
@@ -101,25 +101,26 @@ def _prepare_out(out: Path, data_dir: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import parse_set_args
+    from ..runs import caching
 
     out = Path(args.out)
     overrides = parse_set_args(args.sets)
-    _validate(args, overrides)
-    _prepare_out(out, args.data_dir)
-    try:
-        return _pipeline(args, out, overrides)
-    except BaseException:
-        # `out` is the demo's own folder, made (or emptied) just now: without its demo.json a half
-        # demo would be refused as foreign by the next run, so it goes, as a failed run dir does
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    with caching():  # the dataset is read once, each model once
+        _validate(args, overrides)
+        _prepare_out(out, args.data_dir)
+        try:
+            return _pipeline(args, out, overrides)
+        except BaseException:
+            # `out` is the demo's own folder, made (or emptied) just now: without its demo.json a
+            # half demo would be refused as foreign by the next run, so it goes, as a failed run
+            # dir does
+            shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
-    from ..checkpoint import load_checkpoint, load_run_splits
-    from ..evaluation import comparison_table, evaluate
-    from ..training import train_run
-    from .unlearn import unlearn_run
+    from ..api import get_method
+    from ..runs import RunRecord, Scenario, evaluate_record, resolve_method_settings, train_run, unlearn_scenario
 
     say = (lambda *_a, **_k: None) if args.quiet else print
     common: dict[str, Any] = {"dataset": args.dataset, "model": args.model, "recipe": args.recipe,
@@ -130,57 +131,63 @@ def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) ->
     original = train_run(out=out / "original", **common)
     say(f"[2/4] retraining without {args.forget} (the oracle) ...")
     retrained = train_run(out=out / "retrained", forget=args.forget, **common)
-    say(f"[3/4] unlearning {args.forget} with {args.method} (forget data only) ...")
-    unlearned = unlearn_run(checkpoint=out / "original", forget=args.forget, method=args.method,
-                            overrides=overrides, seed=args.seed, device=args.device,
-                            out=out / args.method, reference=out / "retrained",
-                            trust_model_code=args.model,  # --model names the factory: the opt-in
-                            fail_on_divergence=True)
+    # --model names the factory: the opt-in to import it again
+    scenario = Scenario.load(out / "original", args.forget, reference=out / "retrained",
+                             data_dir=args.data_dir, device=args.device, trust_model_code=args.model)
+    name, settings = resolve_method_settings(args.method, None, overrides)
+    needs = "forget and retain data" if get_method(name).requires_retain else "forget data only"
+    say(f"[3/4] unlearning {args.forget} with {name} ({needs}) ...")
+    done = unlearn_scenario(scenario, name, settings, out=out / name, seed=args.seed, fail_on_divergence=True)
     say("[4/4] evaluating against the retrained model ...")
-    splits = load_run_splits(out / "retrained")
-    reference = evaluate(retrained.model, splits, metrics="all", seed=args.seed)
-    rows = {"retrain": reference}
-    times = {"retrain": retrained.metrics["train_time_s"], "original": original.metrics["train_time_s"],
-             args.method: unlearned.result["time_s"]}
-    reports = {"retrain": reference.to_dict()}
-    for name, run_dir in (("original", out / "original"), (args.method, out / args.method)):
-        model, _ = load_checkpoint(run_dir, trust_model_code=args.model, allow_nonfinite=True)
-        rep = evaluate(model, splits, reference=reference, metrics="all", seed=args.seed)
-        rows[name] = rep
-        reports[name] = rep.to_dict()
-        atomic_write_json(run_dir / "evaluation.json", reports[name])
-    flat = {}
-    for name, rep in rows.items():
-        d = rep.to_dict()
-        flat[name] = {**d["model"], "gap_paper": d.get("gap_paper"), "gap_salun": d.get("gap_salun"),
-                      "time_s": times[name]}
+    ev = {"metrics": "all", "seed": args.seed}
+    assert scenario.reference is not None  # given above
+    reference = scenario.reference.report(scenario.splits, **ev)
+    records = {
+        "retrain": RunRecord(method="retrain", config=None, time_s=retrained.metrics["train_time_s"],
+                             evaluation=reference.to_dict()),
+        "original": evaluate_record(scenario, scenario.model, RunRecord(
+            method="original", config=None, time_s=original.metrics["train_time_s"]), **ev),
+        name: evaluate_record(scenario, done.model, done.record, **ev),
+    }
+    for row, run_dir in (("original", out / "original"), (name, out / name)):
+        atomic_write_json(run_dir / "evaluation.json", records[row].evaluation)
+    flat = {row: {**(rec.evaluation or {})["model"], "gap_paper": rec.gap("gap_paper"),
+                  "gap_salun": rec.gap("gap_salun"), "time_s": rec.time_s} for row, rec in records.items()}
     flat["retrain"].update(gap_paper=0.0, gap_salun=0.0)
-    tables = []
-    for cols in (ACCURACY_COLUMNS, OTHER_COLUMNS):
-        shown = [(k, h) for k, h in cols if any(flat[n].get(k) is not None for n in flat)]
-        short = {n: {h: row.get(k) for k, h in shown} for n, row in flat.items()}
-        table = comparison_table(short, [h for _, h in shown], fmt="plain")
-        tables.append("\n".join(line.rstrip() for line in table.splitlines()))
-    res = unlearned.result
     lines = [
-        f"mumis demo: {args.dataset}, {args.model}, forget {args.forget}, {args.method}, seed {args.seed}",
-        "",
-        tables[0],
-        "",
-        tables[1],
-        "",
-        LEGEND,
-        *textwrap.wrap(f"{args.method}: {res['steps']} steps, stopped: {res['stop_reason']}; used no "
-                       "remaining data.", 78),
-        *_gap_line(flat.get(args.method, {}).get("gap_paper")),
-        *textwrap.wrap(f"Run directories in {out}/ (original, retrained, {args.method}); total "
+        f"mumis demo: {args.dataset}, {args.model}, forget {args.forget}, {name}, seed {args.seed}",
+        "", *_tables(flat), LEGEND,
+        *textwrap.wrap(f"{name}: {done.record.steps} steps, stopped: {done.record.stop_reason}; "
+                       f"{_data_used(done.record, scenario)}.", 78),
+        *_gap_line(flat.get(name, {}).get("gap_paper")),
+        *textwrap.wrap(f"Run directories in {out}/ (original, retrained, {name}); total "
                        f"{time.perf_counter() - t0:.1f} s.", 78),
     ]
     text = "\n".join(lines)
     print(text)
     atomic_write_text(out / "summary.txt", text + "\n")
     atomic_write_json(out / MARKER, {"args": {k: v for k, v in vars(args).items() if k != "func"},
-                                     "table": flat, "reports": reports})
+                                     "table": flat, "reports": {k: r.evaluation for k, r in records.items()}})
     return 0
 
 
+def _tables(flat: dict[str, dict[str, Any]]) -> list[str]:
+    """The two tables (accuracies; attacks, gaps and times), each followed by a blank line."""
+    from ..evaluation import comparison_table
+
+    out = []
+    for cols in (ACCURACY_COLUMNS, OTHER_COLUMNS):
+        shown = [(k, h) for k, h in cols if any(flat[n].get(k) is not None for n in flat)]
+        short = {n: {h: row.get(k) for k, h in shown} for n, row in flat.items()}
+        table = comparison_table(short, [h for _, h in shown], fmt="plain")
+        out += ["\n".join(line.rstrip() for line in table.splitlines()), ""]
+    return out
+
+
+def _data_used(record: Any, scenario: Any) -> str:
+    """What the method was handed, as it declares it needs (`requires_retain`)."""
+    n_forget = record.run["num_forget"]
+    if record.uses_retain:
+        return (f"used the {n_forget} forget samples and the {len(scenario.splits.retain[1])} "
+                "remaining (retain) samples")
+    return f"used the {n_forget} forget samples only, no remaining data"

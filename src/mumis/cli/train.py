@@ -49,8 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import train_run
-    from ._checks import check_output_dir
+    from ..runs import check_output_dir, train_run
 
     check_output_dir(args.out)  # a file, or an unwritable place: one line before any training
     res = train_run(
