@@ -49,7 +49,8 @@ def _load_splits(out: Path, dataset: str, forget: str | None, split_seed: int,
                  data_dir: str | Path | None, label_space: Literal["fine", "coarse"] | None,
                  overwrite: bool) -> tuple[Any, Any, Splits]:
     """The dataset bundle, the manifest (forget spec or everything) and the splits."""
-    from ..data import full_manifest, load_dataset, make_splits, resolve_manifest
+    from ..data import full_manifest, make_splits, resolve_manifest
+    from .cache import load_dataset  # read once per process inside `runs.caching()` (bench, demo)
 
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"data folder {str(data_dir)!r} does not exist; give the folder holding "
