@@ -9,6 +9,8 @@ and seed; 10 epochs of the memorise recipe on a 6,000-image Fashion-MNIST subset
 Usage:
     python benchmarks/resnet_study.py variants --norm batch --cls 4 --seed 0 [--only "a;b"] [--set k=v]
     python benchmarks/resnet_study.py diagnose --norm batch --cls 4 --seed 0 [--set k=v]
+    python benchmarks/resnet_study.py classwise --norm bench --cls 4 --seed 0 [--set k=v]
+(`--norm bench`: the resnet-cpu bench's own models; `--epochs N`: models trained N epochs.)
 
 `variants` prints, per MU-Mis setting, the accuracies before and after a BatchNorm
 re-estimation on 600 unlabelled retain images (reset, momentum None, BatchNorm layers in train
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import subprocess
 import sys
 import time
@@ -76,10 +79,17 @@ def train(norm: str, cls: int, seed: int, epochs: int = 0) -> None:
         subprocess.run(cmd, check=True)
 
 
+#: `--norm bench`: the models the resnet-cpu bench trained (run it first), not the study's own
+BENCH_MODELS = ROOT / "runs" / "bench" / "resnet-cpu" / "models" / "fashion-mnist-6000-1000" / "resnet18"
+
+
 def load(norm: str, cls: int, seed: int, epochs: int = 0) -> tuple[nn.Module, nn.Module, Splits, float]:
-    train(norm, cls, seed, epochs)
-    orig, _ = load_checkpoint(run_dir(norm, "orig", seed, epochs))
-    retr_dir = run_dir(norm, f"class{cls}", seed, epochs)
+    if norm == "bench":
+        orig_dir, retr_dir = BENCH_MODELS / f"s{seed}" / "original-fine", BENCH_MODELS / f"s{seed}" / f"retrain-class-{cls}"
+    else:
+        train(norm, cls, seed, epochs)
+        orig_dir, retr_dir = run_dir(norm, "orig", seed, epochs), run_dir(norm, f"class{cls}", seed, epochs)
+    orig, _ = load_checkpoint(orig_dir)
     retr, _ = load_checkpoint(retr_dir)
     import json
 
@@ -143,6 +153,37 @@ def variants(args: argparse.Namespace) -> None:
         res = mumis.unlearn(start, s.forget, method=cfg.pop("method", "mumis"), device="cpu", seed=args.seed, **cfg)
         dt = time.perf_counter() - t
         print(row(name, res.model, s, res.steps, dt, retrain_s, res.stop_reason), flush=True)
+
+
+@torch.no_grad()
+def per_class(model: nn.Module, s: Splits, drop: int | None = None) -> tuple[list[float], float, list[int]]:
+    """Test accuracy per class, on the remaining classes, and where the forgotten class's test
+    images go; `drop`: that class's logit removed (what deleting its classifier row gives)."""
+    assert s.test_remaining is not None and s.test_forgotten is not None
+    x, y = torch.cat([s.test_remaining[0], s.test_forgotten[0]]), torch.cat([s.test_remaining[1], s.test_forgotten[1]])
+    model.eval()
+    logits = model(x)
+    if drop is not None:
+        logits[:, drop] = -math.inf
+    pred = logits.argmax(1)
+    fgt = int(s.test_forgotten[1][0])
+    accs_k = [100.0 * float((pred[y == k] == k).float().mean()) for k in range(s.num_classes)]
+    rem = 100.0 * float((pred[y != fgt] == y[y != fgt]).float().mean())
+    return accs_k, rem, torch.bincount(pred[y == fgt], minlength=s.num_classes).tolist()
+
+
+def classwise(args: argparse.Namespace) -> None:
+    """Per-class test accuracy of the original (as is and with the forgotten class's logit
+    removed), a default MU-Mis run (with `--set` on top) and the retrained model."""
+    orig, retr, s, _ = load(args.norm, args.cls, args.seed, args.epochs)
+    res = mumis.unlearn(orig, s.forget, method="mumis", device="cpu", seed=args.seed, **parse_set_args(args.set))
+    print(f"norm={args.norm} class {args.cls} seed {args.seed}; MU-Mis: {res.steps} steps, {res.stop_reason}\n")
+    print("| model | " + " | ".join(str(k) for k in range(s.num_classes)) + " | remaining | forgotten class's test "
+          "images predicted as |\n|---|" + "---|" * (s.num_classes + 2))
+    for name, model, drop in (("original", orig, None), (f"original, logit {args.cls} removed", orig, args.cls),
+                              ("MU-Mis", res.model, None), ("retrained", retr, None)):
+        a, rem, where = per_class(model, s, drop)
+        print(f"| {name} | " + " | ".join(f"{v:.0f}" for v in a) + f" | {rem:.2f} | {where} |")
 
 
 @torch.no_grad()
@@ -212,7 +253,7 @@ def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("variants", "diagnose", "train"):
+    for name in ("variants", "diagnose", "train", "classwise"):
         p = sub.add_parser(name)
         p.add_argument("--norm", default="batch")
         p.add_argument("--cls", type=int, default=4)
@@ -225,7 +266,7 @@ def main() -> None:
     if args.cmd == "train":
         train(args.norm, args.cls, args.seed, args.epochs)
         return
-    {"variants": variants, "diagnose": diagnose}[args.cmd](args)
+    {"variants": variants, "diagnose": diagnose, "classwise": classwise}[args.cmd](args)
 
 
 if __name__ == "__main__":
