@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 import mumis.bench.runner as bench_runner
+from mumis import checkpoint
 from mumis.bench import cell_id, load_bench_config
 from mumis.cli import main
+from mumis.data import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "bench" / "smoke.yaml"
@@ -38,10 +40,26 @@ def _records(out: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
 
 
-def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Count what the bench reads from disk: the dataset (its registered loader) and checkpoints.
+    loads = {"dataset": 0, "checkpoint": 0}
+    real_digits, real_load = DATASETS.get("digits"), checkpoint.load_checkpoint
+
+    def count(what: str, fn: Any) -> Any:
+        def wrapped(*a: Any, **k: Any) -> Any:
+            loads[what] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setitem(DATASETS._items, "digits", count("dataset", real_digits))
+    monkeypatch.setattr(checkpoint, "load_checkpoint", count("checkpoint", real_load))
     out = tmp_path / "smoke"
     assert main(["-q", "bench", "--config", str(SMOKE), "--out", str(out)]) == 0
     assert "8 cells run, 0 already done, of 8" in capsys.readouterr().out
+    # The dataset once per process (config check, 3 trainings, 8 cells); each cached model once
+    # (the original for both scenarios, each retrained oracle); unlearned models are never read back.
+    assert loads == {"dataset": 1, "checkpoint": 3}
     cfg = yaml.safe_load(SMOKE.read_text())
     assert cfg["datasets"] == ["digits"] and cfg["scenarios"] == ["class:3", "random:0.1"]
     recs = _records(out)
