@@ -26,6 +26,7 @@ ARGV = {
     "tune": ["tune", "--checkpoint", "c", "--reference", "r", "--forget", "class:1", "--out", "x"],
     "bench": ["bench", "--config", "b.yaml", "--out", "x"], "report": ["report", "d"],
     "methods": ["methods"], "env": ["env"],
+    "verify": ["verify", "d"],
 }
 
 
