@@ -23,6 +23,7 @@ from mumis.evaluation import (
     gap_salun,
 )
 from mumis.exceptions import ConfigError
+from mumis.metrics import scrub_loss_attack
 
 K = 5
 
@@ -189,6 +190,24 @@ def test_classwise_uses_remaining_test_and_paper_gap():
         evaluate(memoriser(s), s, metrics=("accuracy", "mia")).model_metrics)
 
 
+def test_classwise_salun_gap_and_scrub_loss_attack():
+    s = class_splits()
+    rep = evaluate(memoriser(s), s, reference=forgetter(s), metrics=FAST)
+    m, r = rep.model_metrics, rep.reference_metrics
+    keys = ("unlearn_acc", "retain_acc", "test_remaining_acc", "mia_efficacy")
+    assert rep.gap_salun == pytest.approx(np.mean([abs(m[k] - r[k]) for k in keys]))
+    assert rep.to_dict()["gap_salun_keys"] == list(keys)
+    # SCRUB's loss attack: non-members = the test samples of the forgotten class only
+    logits_f, logits_t = memoriser(s)(s.forget[0]), memoriser(s)(s.test_forgotten[0])
+    fl = F.cross_entropy(logits_f.double(), s.forget[1], reduction="none").detach().numpy()
+    tl = F.cross_entropy(logits_t.double(), s.test_forgotten[1], reduction="none").detach().numpy()
+    assert m["mia_loss_acc_scrub"] == pytest.approx(scrub_loss_attack(fl, tl, seed=0).value)
+    assert rep.mia_details["model"]["mia_loss_acc_scrub"]["n_nonmembers"] == len(s.test_forgotten[1])
+    # a model that never saw class 0 (the retrained model's situation): the kit's attack, forget vs
+    # the whole test set, still separates the forgotten class from the others; SCRUB's does not
+    assert r["mia_loss_acc"] > 75 and abs(r["mia_loss_acc_scrub"] - 50) < 20
+
+
 def test_gaps_hand_made():
     model = {"retain_acc": 90.0, "forget_acc": 80.0, "test_acc": 85.0, "unlearn_acc": 20.0,
              "mia_efficacy": 30.0, "test_remaining_acc": 86.0, "test_forgotten_acc": 10.0}
@@ -197,6 +216,8 @@ def test_gaps_hand_made():
     assert gap_paper(model, ref, classwise=False) == pytest.approx((2 + 10 + 1) / 3)
     assert gap_paper(model, ref, classwise=True) == pytest.approx((2 + 10 + 1) / 3)
     assert gap_salun(model, ref) == pytest.approx((10 + 2 + 1 + 4) / 4)
+    # class-wise, SalUn's TA is the accuracy on the test set without the forgotten class
+    assert gap_salun(model, ref, classwise=True) == pytest.approx((10 + 2 + 2 + 4) / 4)
     assert gap(model, ref, ["retain_acc"]) == 2.0
     assert gap(model, {**ref, "mia_efficacy": math.nan}, ["mia_efficacy"]) is None
     assert gap_salun({"retain_acc": 1.0}, ref) is None
@@ -213,7 +234,7 @@ def test_to_dict_contract_json_and_markdown():
     json.dumps(d, allow_nan=False)
     assert set(d["model"]) == set(d["reference"]) == set(d["diff"])
     assert set(d["model"]) == {"forget_acc", "unlearn_acc", "retain_acc", "test_acc",
-                               "mia_efficacy", "mia_entropy", "mia_loss_acc", "mia_loss_auc",
+                               "mia_efficacy", "mia_entropy", "mia_loss_acc", "mia_loss_acc_scrub", "mia_loss_auc",
                                "kl_to_retrain", "js_to_retrain", "bn_reestimated_forget_acc",
                                "bn_reestimated_test_acc", "relearn_forget_acc", "relearn_test_acc"}
     assert d["reference"]["kl_to_retrain"] == 0.0

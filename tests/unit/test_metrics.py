@@ -17,6 +17,7 @@ from mumis.metrics import (
     compute_logits,
     entropy_attack,
     eval_mode,
+    fit_entropy_attack,
     js_per_sample,
     js_to_retrain,
     kl_per_sample,
@@ -30,6 +31,7 @@ from mumis.metrics import (
     plot_sensitivity_histograms,
     prediction_entropy,
     salun_attack_set,
+    scrub_loss_attack,
     sensitivity_diagnostics,
     subsample_indices,
     summarize,
@@ -129,10 +131,54 @@ def test_entropy_attack_perfect_chance_and_sklearn():
     b = entropy_attack(same[0], same[1], same[3]).value
     assert abs(a - b) < 15
     retain, test, forget = RNG.gamma(1, 0.3, 250), RNG.gamma(2, 0.5, 90), RNG.gamma(1.5, 0.4, 60)
-    clf = LogisticRegression(class_weight="balanced").fit(
+    clf = LogisticRegression(C=2.0, class_weight="balanced").fit(
         np.r_[retain, test].reshape(-1, 1), np.r_[np.ones(250), np.zeros(90)])
     expected = 100 * clf.predict(forget.reshape(-1, 1)).mean()
     assert entropy_attack(retain, test, forget).value == pytest.approx(expected)
+
+
+def _ssd_multinomial_fit(retain: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    """SSD's attack model from its definition: softmax over two classes, weights (w0, w1) and
+    intercepts (b0, b1), minimising sum_i s_i * cross-entropy + (w0^2 + w1^2) / 2 (C = 1, L2 on
+    the weights only), s_i = n / (2 n_class) ("balanced"). Returns (w1 - w0, b1 - b0)."""
+    x = torch.tensor(np.r_[retain, test], dtype=torch.float64)
+    y = torch.cat([torch.ones(len(retain)), torch.zeros(len(test))]).long()
+    s = torch.where(y == 1, len(y) / (2 * len(retain)), len(y) / (2 * len(test))).double()
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        z = x[:, None] * w[None, :] + b[None, :]  # (N, 2) class scores
+        loss = (s * torch.nn.functional.cross_entropy(z, y, reduction="none")).sum() + 0.5 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float((w[1] - w[0]).detach()), float((b[1] - b[0]).detach())
+
+
+def test_entropy_attack_is_ssds_multinomial_regression():
+    """SSD fits LogisticRegression(class_weight="balanced", multi_class="multinomial"); for two
+    classes that is a binary fit with C = 2 (the penalty of w0 = -w1 = w/2 is |w|^2 / 4)."""
+    from sklearn.linear_model import LogisticRegression
+
+    retain, test = RNG.gamma(1, 0.3, 250), RNG.gamma(2, 0.5, 90)
+    w, b = _ssd_multinomial_fit(retain, test)
+    clf, converged = fit_entropy_attack(retain, test)
+    # to lbfgs's default tolerance (tol=1e-4), which SSD uses too
+    assert converged and clf.coef_[0, 0] == pytest.approx(w, rel=2e-3)
+    assert clf.intercept_[0] == pytest.approx(b, rel=2e-3)
+    # the binary default (C = 1) is another model: the test would catch a return to it
+    c1 = LogisticRegression(class_weight="balanced").fit(
+        np.r_[retain, test].reshape(-1, 1), np.r_[np.ones(250), np.zeros(90)])
+    assert abs(c1.coef_[0, 0] - w) > 0.02 * abs(w)
+    # members are those on the member side of the multinomial boundary w * h + b > 0
+    forget = np.linspace(0.0, 3.0, 61)
+    by_hand = 100 * float(np.mean(w * forget + b > 0))
+    assert entropy_attack(retain, test, forget).value == pytest.approx(by_hand)
 
 
 # -------------------------------------------------------------------------- loss attack
@@ -162,6 +208,24 @@ def test_loss_attack_matches_sklearn_and_hand_auc():
     diff = test[None, :] - forget[:, None]
     hand = 100 * ((diff > 0).mean() + 0.5 * (diff == 0).mean())
     assert loss_attack_auc(forget, test).value == pytest.approx(hand)
+
+
+def test_scrub_loss_attack_hand_cases_and_recipe():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
+    # forget losses equal to the non-members': no attack can do better than chance
+    assert scrub_loss_attack(np.full(40, 0.1), np.full(40, 0.1)).value == pytest.approx(50.0)
+    assert scrub_loss_attack(RNG.uniform(0, 0.01, 60), RNG.uniform(1, 3, 60)).value == pytest.approx(100.0)
+    # SCRUB's recipe: clip to [-100, 100], LogisticRegression(), 5 stratified 90/10 shuffle splits
+    forget, non = RNG.gamma(1, 0.5, 120), np.r_[RNG.gamma(2, 0.6, 119), np.inf]
+    x = np.clip(np.r_[forget, non], -100, 100).reshape(-1, 1)
+    labels = np.r_[np.ones(120), np.zeros(120)]
+    cv = StratifiedShuffleSplit(n_splits=5, random_state=4)
+    expected = 100 * cross_val_score(LogisticRegression(), x, labels, cv=cv, scoring="accuracy").mean()
+    res = scrub_loss_attack(forget, non, seed=4)
+    assert res.value == pytest.approx(expected) and res.details["splits"] == 5
+    assert math.isnan(scrub_loss_attack(np.ones(4), np.ones(4)).value)  # a 10 % split of 8 is < 2
 
 
 def test_loss_attack_balancing_is_seeded_and_tiny_data_never_crashes():
@@ -202,6 +266,25 @@ def test_kl_js_closed_form_and_identity():
     a, b = torch.tensor([[500.0, -500.0]]), torch.tensor([[-500.0, 500.0]])
     assert math.isfinite(kl_to_retrain(a, b))
     assert js_per_sample(a, b).item() == pytest.approx(math.log(2))
+
+
+def test_js_is_not_ssds_jsdiv():
+    """SSD's and Bad Teacher's `JSDiv(p, q)` is 0.5 F.kl_div(log p, m) + 0.5 F.kl_div(log q, m) with
+    F.kl_div's default mean over all N x K entries: KL(m || p) and KL(m || q) (the reverse of
+    Jensen-Shannon's KL(p || m), KL(q || m)), divided by N x K. Ours is the Jensen-Shannon
+    divergence itself, averaged over samples: docs/evaluation.md keeps the two apart."""
+    p = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)  # reference, (N=2, K=2)
+    q = torch.tensor([[0.25, 0.75], [0.2, 0.8]], dtype=torch.float64)  # model
+    m = (p + q) / 2
+    js = (0.5 * (p * (p / m).log()).sum(1) + 0.5 * (q * (q / m).log()).sum(1)).mean().item()
+    kl_div = torch.nn.functional.kl_div  # SSD calls it with the default reduction, "mean"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note that "mean" is not "batchmean"
+        ssd = (0.5 * kl_div(p.log(), m) + 0.5 * kl_div(q.log(), m)).item()
+    hand_ssd = ((m * (m / p).log()).sum() + (m * (m / q).log()).sum()).item() / (2 * 2 * 2)
+    assert ssd == pytest.approx(hand_ssd)
+    assert js_to_retrain(q.log(), p.log()) == pytest.approx(js)
+    assert abs(js - ssd) > 0.3 * js  # another quantity, not a rounding difference
 
 
 # -------------------------------------------------------------------------- sensitivity

@@ -7,7 +7,15 @@
 """
 
 from .format import comparison_table
-from .gaps import gap, gap_paper, gap_paper_keys, gap_recovery, gap_recovery_keys, gap_salun
+from .gaps import (
+    gap,
+    gap_paper,
+    gap_paper_keys,
+    gap_recovery,
+    gap_recovery_keys,
+    gap_salun,
+    gap_salun_keys,
+)
 from .keys import (
     DEFAULT_METRICS,
     GAP_PAPER_CLASSWISE,
@@ -15,6 +23,7 @@ from .keys import (
     GAP_RECOVERY_CLASSWISE,
     GAP_RECOVERY_RANDOM,
     GAP_SALUN,
+    GAP_SALUN_CLASSWISE,
     MEANING,
     METRIC_GROUPS,
     METRIC_KEYS,
@@ -26,8 +35,8 @@ from .report import EvaluationReport
 
 __all__ = [
     "DEFAULT_METRICS", "GAP_PAPER_CLASSWISE", "GAP_PAPER_RANDOM", "GAP_RECOVERY_CLASSWISE",
-    "GAP_RECOVERY_RANDOM", "GAP_SALUN", "MEANING", "METRIC_GROUPS", "METRIC_KEYS",
+    "GAP_RECOVERY_RANDOM", "GAP_SALUN", "GAP_SALUN_CLASSWISE", "MEANING", "METRIC_GROUPS", "METRIC_KEYS",
     "RECOVERY_ACCURACIES", "RECOVERY_ORIENTATION", "EvaluationReport", "comparison_table",
     "evaluate", "gap", "gap_paper", "gap_paper_keys", "gap_recovery", "gap_recovery_keys",
-    "gap_salun",
+    "gap_salun", "gap_salun_keys",
 ]

@@ -19,6 +19,7 @@ from ..metrics.mia import (
     mia_efficacy,
     per_sample_loss,
     prediction_entropy,
+    scrub_loss_attack,
     true_label_confidence,
 )
 from ..registry import did_you_mean
@@ -128,6 +129,9 @@ def compute_model_metrics(
     if "mia_loss" in groups:
         fl, tl = per_sample_loss(logits("forget"), fy), per_sample_loss(logits("test"), ty)
         record("mia_loss_acc", loss_attack_accuracy(fl, tl, seed=seed))
+        # SCRUB: non-members = test samples of the forget set's classes (class-wise: the forgotten one)
+        same = torch.isin(ty, torch.unique(fy)).numpy()
+        record("mia_loss_acc_scrub", scrub_loss_attack(fl, tl[same], seed=seed))
         record("mia_loss_auc", loss_attack_auc(fl, tl))
     return values, per_class, details, logits
 

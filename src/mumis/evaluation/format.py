@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import ConfigError
-from .gaps import gap_paper_keys, gap_recovery_keys
+from .gaps import gap_paper_keys, gap_recovery_keys, gap_salun_keys
 from .keys import MEANING, METRIC_KEYS
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ def _metric_rows(rep: EvaluationReport) -> list[list[str]]:
     if ref is not None:
         keys = ", ".join(gap_paper_keys(rep.classwise))
         rows.append(["gap_paper", fmt_value(rep.gap_paper), "", "", MEANING["gap_paper"].format(keys=keys)])
-        rows.append(["gap_salun", fmt_value(rep.gap_salun), "", "", MEANING["gap_salun"]])
+        keys = ", ".join(gap_salun_keys(rep.classwise))
+        rows.append(["gap_salun", fmt_value(rep.gap_salun), "", "", MEANING["gap_salun"].format(keys=keys)])
         if rep.recovery is not None:
             keys = ", ".join(gap_recovery_keys(rep.classwise))
             rows.append(["gap_recovery", fmt_value(rep.gap_recovery), "", "",

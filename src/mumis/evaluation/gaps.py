@@ -16,6 +16,7 @@ from .keys import (
     GAP_RECOVERY_CLASSWISE,
     GAP_RECOVERY_RANDOM,
     GAP_SALUN,
+    GAP_SALUN_CLASSWISE,
 )
 
 
@@ -46,9 +47,18 @@ def gap_paper(
     return gap(model, reference, gap_paper_keys(classwise))
 
 
-def gap_salun(model: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
-    """SalUn's Avg. Gap: over (unlearn_acc, retain_acc, test_acc, mia_efficacy)."""
-    return gap(model, reference, GAP_SALUN)
+def gap_salun_keys(classwise: bool) -> tuple[str, ...]:
+    """The keys SalUn's Avg. Gap averages over: TA is test_remaining_acc for class-wise forgetting."""
+    return GAP_SALUN_CLASSWISE if classwise else GAP_SALUN
+
+
+def gap_salun(
+    model: Mapping[str, Any], reference: Mapping[str, Any], *, classwise: bool = False
+) -> float | None:
+    """SalUn's Avg. Gap: over (unlearn_acc, retain_acc, TA, mia_efficacy), TA = test_acc for
+    random / index forgetting and test_remaining_acc for class-wise / sub-class forgetting (SalUn's
+    code removes the forgotten class from its test set)."""
+    return gap(model, reference, gap_salun_keys(classwise))
 
 
 def gap_recovery_keys(classwise: bool) -> tuple[str, ...]:

@@ -10,7 +10,14 @@ import torch
 
 from ..metrics.mia import ORIENTATION
 from ..utils import to_jsonable
-from .gaps import gap_paper, gap_paper_keys, gap_recovery, gap_recovery_keys, gap_salun
+from .gaps import (
+    gap_paper,
+    gap_paper_keys,
+    gap_recovery,
+    gap_recovery_keys,
+    gap_salun,
+    gap_salun_keys,
+)
 from .keys import RECOVERY_ORIENTATION
 
 
@@ -94,7 +101,7 @@ class EvaluationReport:
     @property
     def gap_salun(self) -> float | None:
         ref = self.reference_metrics
-        return None if ref is None else gap_salun(self.model_metrics, ref)
+        return None if ref is None else gap_salun(self.model_metrics, ref, classwise=self.classwise)
 
     @property
     def gap_recovery(self) -> float | None:
@@ -113,6 +120,7 @@ class EvaluationReport:
             out["gap_paper"] = self.gap_paper
             out["gap_salun"] = self.gap_salun
             out["gap_paper_keys"] = list(gap_paper_keys(self.classwise))
+            out["gap_salun_keys"] = list(gap_salun_keys(self.classwise))
             if self.recovery is not None:
                 out["gap_recovery"] = self.gap_recovery
                 out["gap_recovery_keys"] = list(gap_recovery_keys(self.classwise))

@@ -12,12 +12,14 @@ from .mia import (
     AttackResult,
     balanced_loss_set,
     entropy_attack,
+    fit_entropy_attack,
     loss_attack_accuracy,
     loss_attack_auc,
     mia_efficacy,
     per_sample_loss,
     prediction_entropy,
     salun_attack_set,
+    scrub_loss_attack,
     true_label_confidence,
 )
 from .recovery import (
@@ -38,10 +40,10 @@ from .sensitivity_stats import (
 
 __all__ = [
     "ORIENTATION", "AttackResult", "SensitivityDiagnostics", "balanced_loss_set",
-    "compute_logits", "entropy_attack", "eval_mode", "js_per_sample", "js_to_retrain",
+    "compute_logits", "entropy_attack", "eval_mode", "fit_entropy_attack", "js_per_sample", "js_to_retrain",
     "kl_per_sample", "kl_to_retrain", "logits_accuracy", "loss_attack_accuracy", "loss_attack_auc", "mia_efficacy",
     "per_class_accuracy", "per_sample_loss", "plot_sensitivity_histograms",
     "prediction_entropy", "RecoveryConfig", "RelearnOutcome", "audit_slices", "batchnorm_layers",
-    "reestimate_batchnorm", "relearn", "salun_attack_set", "sensitivity_diagnostics", "subsample_indices",
+    "reestimate_batchnorm", "relearn", "salun_attack_set", "scrub_loss_attack", "sensitivity_diagnostics", "subsample_indices",
     "summarize", "true_label_confidence",
 ]

@@ -1,16 +1,19 @@
 """Membership-inference attacks used by the unlearning literature, each exactly as its toolkit.
 
-All three attacks read one number per sample, derived from logits computed once per split
+Every attack reads one number per sample, derived from logits computed once per split
 (`true_label_confidence`, `prediction_entropy`, `per_sample_loss`), so the model is never run
-here. Every score is in percent.
+here. Every score is in percent; docs/evaluation.md defines each one exactly.
 
 - `mia_efficacy`: SVC on the softmax confidence p_y(x); SalUn (Fan et al., ICLR 2024), the
   `evaluation/SVC_MIA.py` of the l1-sparse / SalUn code. Higher = more forgotten.
-- `mia_entropy`: logistic regression on the softmax entropy; SSD (Foster et al., AAAI 2024),
-  Bad Teacher, MU-Mis paper. Lower = more forgotten.
-- `mia_loss_acc`, `mia_loss_auc`: logistic regression / threshold on the per-sample loss;
-  SCRUB (Kurmanji et al., NeurIPS 2023), NeurIPS 2023 unlearning starting kit. Ideal =
-  retrain's value, near 50.
+- `mia_entropy`: logistic regression on the softmax entropy, as SSD's code (Foster et al.,
+  AAAI 2024). Lower = more forgotten. (Bad Teacher's code fits an RBF SVC on the entropy
+  instead, which gives other numbers: not this key.)
+- `mia_loss_acc`, `mia_loss_auc`: logistic regression / threshold on the per-sample loss, forget
+  vs the whole test set, as the NeurIPS 2023 unlearning starting kit. Ideal = retrain's value
+  (near 50 for random forgetting; high for class-wise forgetting, see the key's orientation).
+- `mia_loss_acc_scrub`: SCRUB's code (Kurmanji et al., NeurIPS 2023): the same attack with the
+  non-members restricted to test samples of the classes in the forget set.
 
 Degenerate inputs (an empty side, non-finite outputs, too few samples for cross-validation)
 give NaN with the reason in the result's `details`; they never raise.
@@ -35,10 +38,15 @@ ORIENTATION: dict[str, str] = {
     "higher = more forgotten, target = retrain's value",
     "mia_entropy": "SSD entropy attack: % of forget samples a logistic regression on softmax "
     "entropy calls member; lower = more forgotten, target = retrain's value",
-    "mia_loss_acc": "loss attack (SCRUB / NeurIPS 2023 kit): stratified-CV accuracy of a logistic "
-    "regression telling forget from test by loss; ideal = retrain's value, near 50",
-    "mia_loss_auc": "loss-threshold AUC, forget (member) vs test, score = -loss; "
-    "ideal = retrain's value, near 50",
+    "mia_loss_acc": "loss attack (NeurIPS 2023 kit): stratified-CV accuracy of a logistic "
+    "regression telling forget from the whole test set by loss; ideal = retrain's value (near 50 "
+    "for random forgetting; class-wise the retrained model scores high too: the forgotten class "
+    "is unlike the rest of the test set)",
+    "mia_loss_acc_scrub": "loss attack as SCRUB's code: forget vs the test samples of the forget "
+    "set's classes (class-wise: the forgotten class only), 5 stratified shuffle splits; ideal = "
+    "retrain's value, near 50",
+    "mia_loss_auc": "loss-threshold AUC, forget (member) vs the whole test set, score = -loss; "
+    "ideal = retrain's value (near 50 for random forgetting, high class-wise)",
 }
 
 
@@ -164,37 +172,55 @@ def mia_efficacy(
 
 
 # --------------------------------------------------------------------- SSD entropy attack
+#: SSD fits `LogisticRegression(multi_class="multinomial")`: two weight vectors w0, w1, each under
+#: the L2 penalty, softmax over them. With two classes only w = w1 - w0 matters, and the penalty
+#: ||w0||^2 + ||w1||^2 is smallest at w0 = -w1 = -w/2, i.e. ||w||^2 / 2: the same fit as a
+#: binary logistic regression with C = 2 (scikit-learn 1.5+ fits binary problems as binary
+#: whatever `multi_class` says, and 1.8 removed the option).
+SSD_BINARY_C = 2.0
+
+
+def fit_entropy_attack(retain_ent: np.ndarray, test_ent: np.ndarray) -> tuple[Any, bool]:
+    """SSD's attack model: retain entropies (member, 1) vs test entropies (0), balanced weights.
+
+    Returns:
+        (the fitted `LogisticRegression`, whether lbfgs converged).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([retain_ent, test_ent]).reshape(-1, 1)
+    labels = np.concatenate([np.ones(len(retain_ent)), np.zeros(len(test_ent))])
+    clf = LogisticRegression(C=SSD_BINARY_C, class_weight="balanced", solver="lbfgs")
+    with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(x, labels)
+    return clf, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
 def entropy_attack(
     retain_ent: np.ndarray, test_ent: np.ndarray, forget_ent: np.ndarray
 ) -> AttackResult:
     """SSD entropy attack: % of forget samples a logistic regression on entropy calls member.
 
-    From SSD (Foster et al., AAAI 2024, `get_membership_attack_prob`), also used by Bad Teacher
-    (Chundawat et al., AAAI 2023) and the MU-Mis paper: `LogisticRegression(class_weight=
-    "balanced")` on the softmax entropy of all retain samples (label 1) vs all test samples
-    (label 0), then applied to the forget samples. Lower = more forgotten.
+    From SSD's code (Foster et al., AAAI 2024, `get_membership_attack_prob`): a logistic
+    regression with balanced class weights on the softmax entropy of all retain samples
+    (label 1) vs all test samples (label 0), multinomial (equal to binary with C = 2, see
+    `SSD_BINARY_C`), then applied to the forget samples. Lower = more forgotten.
 
     Args:
         retain_ent, test_ent, forget_ent: (R,), (T,), (F,) entropies.
     Returns:
         AttackResult with the percentage (and whether the solver converged).
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     details: dict[str, Any] = {"n_members": len(retain_ent), "n_nonmembers": len(test_ent),
                                "n_forget": len(forget_ent)}
     if len(retain_ent) == 0 or len(test_ent) == 0 or len(forget_ent) == 0:
         return _nan("an empty split (retain, test or forget)", **details)
     if not _finite(retain_ent, test_ent, forget_ent):
         return _nan("non-finite model outputs", **details)
-    x = np.concatenate([retain_ent, test_ent]).reshape(-1, 1)
-    labels = np.concatenate([np.ones(len(retain_ent)), np.zeros(len(test_ent))])
-    clf = LogisticRegression(class_weight="balanced", solver="lbfgs")
-    with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf.fit(x, labels)
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+    clf, converged = fit_entropy_attack(retain_ent, test_ent)
+    if not converged:
         details["converged"] = False
     pred = clf.predict(forget_ent.reshape(-1, 1))  # 1 = member
     return AttackResult(float(pred.mean()) * 100.0, details)
@@ -227,8 +253,9 @@ def loss_attack_accuracy(
 ) -> AttackResult:
     """Loss attack: stratified k-fold CV accuracy of a logistic regression, forget vs test.
 
-    From SCRUB (Kurmanji et al., NeurIPS 2023) and the NeurIPS 2023 machine-unlearning starting
-    kit (`simple_mia`): feature = per-sample cross-entropy, `LogisticRegression()` with default
+    As the NeurIPS 2023 machine-unlearning starting kit (`simple_mia`), with the whole test set
+    as non-members (SCRUB's variant is `scrub_loss_attack`): feature = per-sample cross-entropy,
+    `LogisticRegression()` with default
     settings, balanced classes, mean accuracy over the folds. (The kit draws 10 stratified
     shuffle-splits; we use `StratifiedKFold(10, shuffle=True, random_state=seed)`, which tests
     every sample exactly once.) With fewer than `n_splits` samples per side, the number of folds
@@ -253,6 +280,42 @@ def loss_attack_accuracy(
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore")  # convergence chatter on separable folds
+        scores = cross_val_score(LogisticRegression(), x, labels, cv=cv, scoring="accuracy")
+    return AttackResult(float(np.mean(scores)) * 100.0, details)
+
+
+def scrub_loss_attack(
+    forget_loss: np.ndarray, nonmember_loss: np.ndarray, *, n_splits: int = 5, seed: int = 0
+) -> AttackResult:
+    """SCRUB's loss attack: mean accuracy over stratified shuffle splits, forget vs non-members.
+
+    As `membership_inference_attack` in SCRUB's code (Kurmanji et al., NeurIPS 2023): the
+    caller passes as non-members the test samples whose label is a class of the forget set (for
+    class-wise forgetting, the forgotten class only); the larger side is subsampled to the
+    smaller (`balanced_loss_set`, seeded), losses are clipped to [-100, 100], and
+    `LogisticRegression()` is scored by accuracy on `StratifiedShuffleSplit(n_splits, test_size
+    0.1, random_state=seed)`. 50 = the attack cannot tell them apart.
+
+    Returns:
+        AttackResult with the mean accuracy in percent; NaN when a split would hold fewer than
+        one sample of each side.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
+    x, labels = balanced_loss_set(forget_loss, nonmember_loss, seed=seed)
+    x = np.clip(x, -100.0, 100.0)  # as SCRUB: an infinite loss becomes 100
+    m = len(labels) // 2
+    n_test = math.ceil(0.1 * 2 * m)  # StratifiedShuffleSplit's default test_size
+    details: dict[str, Any] = {"n_per_side": m, "n_nonmembers": len(nonmember_loss),
+                               "splits": n_splits, "seed": seed}
+    if n_test < 2 or 2 * m - n_test < 2:
+        return _nan("too few samples per side for a stratified 90/10 split", **details)
+    if np.isnan(x).any():
+        return _nan("non-finite model outputs", **details)
+    cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=seed)
+    with warnings.catch_warnings(), _one_blas_thread():
+        warnings.simplefilter("ignore")  # convergence chatter on separable splits
         scores = cross_val_score(LogisticRegression(), x, labels, cv=cv, scoring="accuracy")
     return AttackResult(float(np.mean(scores)) * 100.0, details)
 
