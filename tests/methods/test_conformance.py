@@ -15,6 +15,8 @@ import mumis
 from mumis.config import build_config
 from mumis.exceptions import ConfigError
 from mumis.methods import METHODS, RunContext, RunOutput, UnlearningMethod
+from mumis.methods._loop import Batch, LossMethod
+from mumis.methods.finetune import FinetuneConfig
 from mumis.testing import conformance as conf
 from mumis.testing.conformance import parametrize_with_checks, registered, tiny_case
 
@@ -155,6 +157,99 @@ def test_fast_settings_are_valid_and_small(name: str) -> None:
     build_config(cls.Config, fast)  # strict: a drifted key would raise here
     if "max_steps" in valid:
         assert fast["max_steps"] <= 10
+
+
+# --------------------------------------------------------------------------- registration
+def test_every_method_module_is_imported_and_registers() -> None:
+    assert conf.method_module_problems() == []
+
+
+def test_a_forgotten_registration_or_import_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "fake_methods"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import forgot_decorator  # noqa: F401\n")
+    (pkg / "forgot_decorator.py").write_text(
+        "from mumis.methods import UnlearningMethod\n\nclass Forgot(UnlearningMethod):\n    name = 'forgot'\n")
+    (pkg / "forgot_import.py").write_text("X = 1\n")
+    (pkg / "_private.py").write_text("X = 2\n")  # shared machinery: skipped
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    problems = conf.method_module_problems(importlib.import_module("fake_methods"))
+    assert len(problems) == 2
+    assert "fake_methods.forgot_decorator registers no method" in problems[0]
+    assert "fake_methods.forgot_import is not imported by fake_methods/__init__.py" in problems[1]
+
+
+# --------------------------------------------------------------------------- capabilities choose checks
+def test_capabilities_choose_the_checks() -> None:
+    def checks(name: str) -> set[str]:
+        return {c.__name__ for _, c in conf.method_checks([name])}
+
+    assert {"check_shardable_loss", "check_double_backward_model"} <= checks("mumis")
+    assert "check_shardable_loss" in checks("finetune") and "check_double_backward_model" not in checks("finetune")
+    assert not {"check_shardable_loss", "check_double_backward_model"} & checks("ssd")
+    assert "check_config_constraints" in checks("ssd")
+
+
+class _SumLoss(LossMethod):
+    """A loss summed (not averaged) over the batch: its torchrun ranks would not add up."""
+
+    name = "_test_sum_loss"
+    paper = "none (test double)"
+    summary = "sum of the forget cross-entropy"
+    Config = FinetuneConfig
+
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx], reduction="sum")
+
+
+class _PartNoise(_SumLoss):
+    """Draws its noise for this rank's part, not the global batch: ranks draw differently."""
+
+    name = "_test_part_noise"
+
+    def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        x = self.x[batch.idx]
+        x = x + torch.randn(x.shape, generator=ctx.generator)
+        return nn.functional.cross_entropy(model(x), self.y[batch.idx])
+
+
+class _Unchecked(_ForgetOnly):
+    """Builds its config without `build_config`, so declared ranges are never checked."""
+
+    name = "_test_unchecked"
+    Config = FinetuneConfig
+
+    def __init__(self, **config: object) -> None:
+        self.config = FinetuneConfig(**config)  # type: ignore[arg-type]
+
+
+class _NotOnTheLoop(_ForgetOnly):
+    name = "_test_not_on_loop"
+    supports_distributed = True
+
+
+@pytest.mark.parametrize("cls, check, match", [
+    (_SumLoss, conf.check_shardable_loss, "not a mean over the batch"),
+    (_PartNoise, conf.check_shardable_loss, "not a mean over the batch"),
+    (_NotOnTheLoop, conf.check_shardable_loss, "does not derive from LossMethod"),
+    (_Unchecked, conf.check_config_constraints, "accepted epochs=0"),
+])
+def test_capability_checks_catch_bad_methods(cls: type[UnlearningMethod], check, match: str) -> None:  # noqa: ANN001
+    with registered(cls), pytest.raises(AssertionError, match=match):
+        check(cls.name)
+
+
+def test_a_mean_loss_passes_the_shard_check() -> None:
+    class _MeanLoss(_SumLoss):
+        name = "_test_mean_loss"
+
+        def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+            return nn.functional.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx])
+
+    with registered(_MeanLoss):
+        conf.check_shardable_loss(_MeanLoss.name)
 
 
 def test_fast_settings_classmethod_wins() -> None:

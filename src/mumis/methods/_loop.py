@@ -174,14 +174,14 @@ class LossMethod(UnlearningMethod):
         reason = self.check_stop(model, state)
         if reason is None:
             show = ctx.progress and sys.stderr.isatty() and distributed.is_main()
-            with self._loop_mode(model), tqdm(total=self.budget()[1] or None, desc=self.name,
+            with self.loop_mode(model), tqdm(total=self.budget()[1] or None, desc=self.name,
                                              leave=False, disable=not show) as state.bar:
                 reason = self._epochs(model, state, opt, params)
         return RunOutput(steps=state.step, stop_reason=reason, history=state.history,
                          extra=self.result_extra(model, reason))
 
     @contextlib.contextmanager
-    def _loop_mode(self, model: nn.Module) -> Iterator[None]:
+    def loop_mode(self, model: nn.Module) -> Iterator[None]:
         """Train mode for methods that declare batchnorm_mode "train"; eval mode after."""
         if self.batchnorm_mode != "train":
             yield
