@@ -33,8 +33,9 @@ How to read the gaps: gap_paper is the mean distance, in percentage points,
 of three accuracies from the retrained model's (forgetting classes: test_kept,
 test_forgot, test; otherwise forget, retain, test); 0 = as if trained without
 the forget set; the original row shows what doing nothing scores. gap_salun
-averages over forget, retain, test accuracy and mia_eff. time_s: training time
-for retrain and original, unlearning time for the method."""
+averages over forget, retain, test accuracy (test_kept when forgetting classes)
+and mia_eff. time_s: training time for retrain and original, unlearning time
+for the method."""
 
 
 def _gap_line(gap: float | None) -> list[str]:
