@@ -230,3 +230,10 @@ def test_meta_naming_another_parent_is_a_mismatch(runs: Runs, tmp_path: Path,
     (run / "meta.json").write_text(json.dumps(meta, indent=2))
     lines = mismatches(capsys, str(run))
     assert lines[0] == "run.meta_sha256: meta.json changed" and "original checkpoint named by" in lines[1], lines
+
+
+def test_a_deleted_result_is_a_mismatch(runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = copy_run(runs, tmp_path)
+    (run / "result.json").unlink()
+    lines = mismatches(capsys, str(run))
+    assert len(lines) == 1 and "result.json" in lines[0] and "is missing" in lines[0], lines

@@ -82,6 +82,9 @@ def test_verdict_says_what_the_evidence_shows_and_what_not() -> None:
     assert verdict(_evidence(0.0, 60.0, 20.0), "x", class_forgetting=True).startswith("The model still recognises")
     assert "exact by construction" in verdict(_evidence(0.0, 0.0, None), "retrain")
     assert "tell little" not in alike
+    broken = _evidence(30.0, 30.0, None)
+    broken["after"]["forget"]["loss"] = None  # NaN logits (stable() turned the NaN into None)
+    assert "non-finite outputs" in verdict(broken, "x")
     before_alike = {**_evidence(80.0, 78.0, 52.0), "before": _evidence(99.0, 97.0, 55.0)["after"]}
     assert "the model before unlearning passed these tests too" in verdict(before_alike, "x")
 
@@ -198,3 +201,16 @@ def test_receipt_and_verify_for_your_own_loop() -> None:
     assert lines[0].startswith("model_after.sha256:"), lines
     with pytest.raises(mumis.exceptions.ConfigError, match="UnlearnResult"):
         mumis.receipt(model, original=model, forget=forget, unseen=unseen)
+
+
+def test_a_receipt_written_in_a_staging_folder_holds_after_the_move(runs: Runs, tmp_path: Path) -> None:
+    import shutil
+
+    stage, final = tmp_path / ".stage-a", tmp_path / "final"
+    shutil.copytree(runs.a, stage)
+    (stage / "receipt.json").unlink(missing_ok=True)
+    receipt = write_receipt(stage, final_dir=final)
+    assert receipt["locations"]["run_dir"] == str(final.resolve())
+    stage.rename(final)
+    assert mumis.verify(final) == []
+    assert receipt["payload"] == make_receipt(runs.a)["payload"]  # the folder's name is not hashed

@@ -129,6 +129,9 @@ def verdict(evidence: dict[str, Any], method: str, *, class_forgetting: bool = F
     before unlearning already looked that way, the line says the tests tell little.
     """
     after = evidence["after"]
+    if after["forget"]["loss"] is None or after["unseen"]["loss"] is None:
+        return (f"The model after {method} gives non-finite outputs (inf or NaN weights or logits), so this "
+                "evidence shows nothing; the model is unusable rather than unlearned.")
     auc = after["loss_attack_auc"]
     facts = (f"after {method}, forget-set accuracy {after['forget']['accuracy']:.1f} % vs "
              f"{after['unseen']['accuracy']:.1f} % on unseen samples of the same classes "

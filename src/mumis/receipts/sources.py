@@ -174,11 +174,13 @@ def run_sources(
     if meta.get("kind") != "unlearn":
         raise CheckpointError(f"{str(run)!r} is a {meta.get('kind')!r} run; a receipt describes an unlearning "
                               "run: give the --out folder of `mumis unlearn`")
-    result = read_json(run / RESULT_FILE)
-    try:
+    try:  # the run's own files: a verification reports them as changed
+        result = read_json(run / RESULT_FILE)
         settings = load_yaml(run / CONFIG_FILE)
-    except ConfigError as e:
-        raise CheckpointError(f"{str(run)!r}: {e}") from None
+    except (CheckpointError, ConfigError) as e:
+        raise ChangedFile(f"{str(run)!r}: {e}") from None
+    if not isinstance(result, dict):
+        raise ChangedFile(f"{str(run / RESULT_FILE)!r} does not hold a JSON object")
     settings.pop("method", None)
     parent = original if original is not None else meta.get("parent")
     if parent is None:

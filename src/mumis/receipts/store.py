@@ -31,6 +31,7 @@ def assemble(s: Sources, *, seed: int = 0, sensitivity_samples: int = 200) -> di
 def make_receipt(
     run_dir: str | Path, *, original: str | Path | None = None, data_dir: str | Path | None = None,
     trust_model_code: Any = False, seed: int = 0, sensitivity_samples: int = 200,
+    final_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """The receipt of an unlearning run directory, as a dict (nothing is written).
 
@@ -41,11 +42,15 @@ def make_receipt(
         trust_model_code: may a user model factory be imported (see `checkpoint.load_checkpoint`).
         seed: seed of the evidence's attack folds and sensitivity subsample.
         sensitivity_samples: samples per side for the input-sensitivity medians.
+        final_dir: the folder `run_dir` will be renamed to, when it is a staging folder (only
+            the unhashed `locations` record it).
     Raises:
         CheckpointError: not an unlearning run, a missing original checkpoint or run file.
         DataError: the data cannot be loaded or does not fit the run's split.
     """
     s = run_sources(run_dir, original=original, data_dir=data_dir, trust_model_code=trust_model_code)
+    if final_dir is not None:
+        s.locations["run_dir"] = str(Path(final_dir).resolve())
     return assemble(s, seed=seed, sensitivity_samples=sensitivity_samples)
 
 
