@@ -239,13 +239,36 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     Raises:
         ConfigError: anything malformed, unknown or unresolvable (one line).
     """
-    from ..data import parse_dataset_name, parse_forget_spec, resolve_manifest
-    from ..models import MODELS, is_user_factory, resolve_model_kwargs
-    from ..runs.cache import load_dataset  # read once per process inside `runs.caching()`
-    from ..training import RECIPES, make_train_config, split_overrides
-    from ..utils import resolve_device
-
     base = base if base is not None else Path.cwd()
+    name = _top(data, path)
+    datasets, data_dirs = _datasets(data, path)
+    models = _models(data, path)
+    scenarios = _str_list(data, "scenarios", path)
+    specs = _specs(scenarios, path)
+    methods = _methods(data["methods"], base, path)
+    seeds = _seeds(data["seeds"], path)
+    split_seed = data.get("split_seed", 0)
+    if not (split_seed == "seed" or (isinstance(split_seed, int) and not isinstance(split_seed, bool)
+                                     and split_seed >= 0)):
+        raise _err(path, f"`split_seed` must be an integer >= 0 or 'seed', got {split_seed!r}")
+    recipe, train = _training(data, path, datasets, models)
+    metrics = _metrics(data.get("metrics", "all"), path)
+    device = _device(data, path)
+    cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
+                      seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
+                      recipe=recipe, train=train, metrics=metrics, device=device)
+    ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in scenarios
+           for e in methods for sd in seeds]
+    if len(set(ids)) != len(ids):
+        raise _err(path, "two cells get the same id (scenarios or labels that differ only in "
+                         "punctuation); rename one")
+    if check_data:
+        _resolve_on_data(cfg, specs, path)
+    return cfg
+
+
+def _top(data: Any, path: str) -> str:
+    """Check the mapping's keys; its `name`."""
     if not isinstance(data, dict):
         raise _err(path, "must be a YAML mapping with datasets, models, scenarios, methods and seeds")
     unknown = [k for k in data if k not in TOP_KEYS]
@@ -258,6 +281,13 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     name = data.get("name", "") or ""
     if not isinstance(name, str):
         raise _err(path, f"`name` must be a string, got {name!r}")
+    return name
+
+
+def _datasets(data: dict[str, Any], path: str) -> tuple[list[str], dict[str, str]]:
+    """`datasets` (names checked) and `data_dirs` (folders that exist)."""
+    from ..data import parse_dataset_name
+
     datasets = _str_list(data, "datasets", path)
     for d in datasets:
         try:
@@ -272,24 +302,39 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
             raise _err(path, f"`data_dirs` names {d!r}, which is not in `datasets`")
         if not Path(folder).exists():
             raise _err(path, f"data folder {folder!r} of {d!r} does not exist")
+    return datasets, data_dirs
+
+
+def _models(data: dict[str, Any], path: str) -> list[str]:
+    from ..models import MODELS, is_user_factory
+
     models = _str_list(data, "models", path)
     for m in models:
         if not is_user_factory(m) and m not in MODELS:
             raise _err(path, f"unknown model {m!r}.{did_you_mean(m, MODELS.names())} "
                              f"Choose from: {', '.join(MODELS.names())} or package.module:function")
-    scenarios = _str_list(data, "scenarios", path)
+    return models
+
+
+def _specs(scenarios: list[str], path: str) -> dict[str, Any]:
+    """Each scenario's parsed forget spec."""
+    from ..data import parse_forget_spec
+
     specs = {}
     for s in scenarios:
         try:
             specs[s] = parse_forget_spec(s)
         except MumisError as e:
             raise _err(path, f"scenario {s!r}: {e}") from None
-    methods = _methods(data["methods"], base, path)
-    seeds = _seeds(data["seeds"], path)
-    split_seed = data.get("split_seed", 0)
-    if not (split_seed == "seed" or (isinstance(split_seed, int) and not isinstance(split_seed, bool)
-                                     and split_seed >= 0)):
-        raise _err(path, f"`split_seed` must be an integer >= 0 or 'seed', got {split_seed!r}")
+    return specs
+
+
+def _training(data: dict[str, Any], path: str, datasets: list[str],
+              models: list[str]) -> tuple[str, dict[str, Any]]:
+    """`recipe` and `train` (overrides valid for every dataset and model)."""
+    from ..models import is_user_factory, resolve_model_kwargs
+    from ..training import RECIPES, make_train_config, split_overrides
+
     recipe = data.get("recipe", "quick")
     if recipe not in RECIPES:
         raise _err(path, f"unknown recipe {recipe!r}.{did_you_mean(str(recipe), sorted(RECIPES))} "
@@ -307,7 +352,12 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
                     resolve_model_kwargs(m, model_over)
             except MumisError as e:
                 raise _err(path, f"`train` for {d} {m}: {e}") from None
-    metrics = _metrics(data.get("metrics", "all"), path)
+    return recipe, train
+
+
+def _device(data: dict[str, Any], path: str) -> str:
+    from ..utils import resolve_device
+
     device = data.get("device", "auto")
     if not isinstance(device, str):
         raise _err(path, f"`device` must be a string, got {device!r}")
@@ -315,27 +365,25 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
         resolve_device(device)
     except MumisError as e:
         raise _err(path, str(e)) from None
-    cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
-                      seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
-                      recipe=recipe, train=train, metrics=metrics, device=device)
-    ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in scenarios
-           for e in methods for sd in seeds]
-    if len(set(ids)) != len(ids):
-        raise _err(path, "two cells get the same id (scenarios or labels that differ only in "
-                         "punctuation); rename one")
-    if check_data:
-        for d in datasets:
-            try:
-                bundle = load_dataset(d, data_dirs.get(d))
-            except MumisError as e:
-                raise _err(path, f"dataset {d!r}: {e}") from None
-            for s in scenarios:
-                for sd in sorted({cfg.split_seed_for(x) for x in seeds}):
-                    try:
-                        resolve_manifest(specs[s], bundle, seed=sd)
-                    except MumisError as e:
-                        raise _err(path, f"scenario {s!r} on {d}: {e}") from None
-    return cfg
+    return device
+
+
+def _resolve_on_data(cfg: BenchConfig, specs: dict[str, Any], path: str) -> None:
+    """Load each dataset and resolve every scenario on it with every split seed."""
+    from ..data import resolve_manifest
+    from ..runs.cache import load_dataset  # read once per process inside `runs.caching()`
+
+    for d in cfg.datasets:
+        try:
+            bundle = load_dataset(d, cfg.data_dirs.get(d))
+        except MumisError as e:
+            raise _err(path, f"dataset {d!r}: {e}") from None
+        for s in cfg.scenarios:
+            for sd in sorted({cfg.split_seed_for(x) for x in cfg.seeds}):
+                try:
+                    resolve_manifest(specs[s], bundle, seed=sd)
+                except MumisError as e:
+                    raise _err(path, f"scenario {s!r} on {d}: {e}") from None
 
 
 def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConfig:
