@@ -95,13 +95,13 @@ def test_unseen_samples_are_of_the_forget_classes_from_the_holdout_when_there_is
     x = torch.rand(12, 1, 2, 2)
     y = torch.tensor([0, 1, 2] * 4)
     splits = splits_from_tensors(forget=(x[:2], y[:2]), retain=(x[2:8], y[2:8]), test=(x[6:], y[6:]))
-    (ux, uy), source = choose_unseen(splits, {}, None)
+    (ux, uy), source = choose_unseen(splits, {})
     assert source.startswith("test split") and set(uy.tolist()) == {0, 1} and len(uy) == 4
     assert torch.equal(ux, x[6:][torch.isin(y[6:], torch.tensor([0, 1]))])
-    (_, uy2), source2 = choose_unseen(splits, {"holdout": [0, 1, 2]}, None)
+    (_, uy2), source2 = choose_unseen(splits, {"holdout": [0, 1, 2]})
     assert source2.startswith("holdout split") and uy2.tolist() == [0, 1]
     with pytest.raises(mumis.exceptions.DataError, match="holdout"):
-        choose_unseen(splits, {"holdout": [99]}, None)
+        choose_unseen(splits, {"holdout": [99]})
 
 
 # ------------------------------------------------------------------------- run directories

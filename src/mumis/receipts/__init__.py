@@ -27,8 +27,9 @@ def receipt(target: Any, **kwargs: Any) -> dict[str, Any]:
     `receipt("runs/mumis", original=None, data_dir=None, ...)` writes receipt.json and receipt.html
     into the run directory (`write_receipt`). `receipt(result, original=model, forget=(x, y),
     unseen=(x, y), seed=0, forget_indices=None)` takes what `mumis.unlearn` returned, the model it
-    started from, the forget samples and unseen samples of the same classes, and returns the dict
-    (write it with `receipt_text`). Either way the evidence needs no retrained model.
+    started from, the forget samples, unseen samples of the same classes, the seed given to
+    `mumis.unlearn` and optionally the forget samples' indices in your dataset, and returns the
+    dict (write it with `receipt_text`). Either way the evidence needs no retrained model.
     """
     if isinstance(target, (str, Path)):
         return write_receipt(target, **kwargs)

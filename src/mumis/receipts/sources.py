@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..exceptions import CheckpointError, ConfigError, DataError
+from .hashing import json_sha256, stable
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 CONFIG_FILE = "config.yaml"
@@ -101,7 +102,7 @@ def _load_model(run_dir: Path, trust_model_code: Any, changed: bool) -> nn.Modul
         raise
 
 
-def choose_unseen(splits: Any, manifest: dict[str, Any], bundle: Any) -> tuple[Pair, str]:
+def choose_unseen(splits: Any, manifest: dict[str, Any]) -> tuple[Pair, str]:
     """Unseen samples of the forget set's classes: the manifest's `holdout` (test-set indices kept
     out of training and tuning) when it has one, else the test split (class-wise forgetting: the
     forgotten classes' test samples)."""
@@ -123,7 +124,6 @@ def _reference(run_dir: Path, result: dict[str, Any]) -> dict[str, Any] | None:
     """The run's evaluation against a retrained model (`result.json` `evaluation`, else
     evaluation.json), reduced to the distances a receipt states."""
     from ..utils import read_json
-    from .hashing import json_sha256, stable
 
     found: tuple[str, Any] | None = None
     if isinstance(result.get("evaluation"), dict):
@@ -202,7 +202,7 @@ def run_sources(
         if meta_changed:
             raise ChangedFile(f"the run's data cannot be loaded from the changed meta.json ({e})") from None
         raise
-    unseen, unseen_source = choose_unseen(splits, meta.get("manifest") or {}, bundle)
+    unseen, unseen_source = choose_unseen(splits, meta.get("manifest") or {})
     spec_text = meta.get("forget_spec")
     index_file = None
     if isinstance(spec_text, str):
@@ -213,8 +213,6 @@ def run_sources(
             index_file = None
     method = str(result.get("method"))
     uses_retain = bool(result.get("uses_retain"))
-    from .hashing import json_sha256
-
     return Sources(
         before_state=before_state, after_state=after_state,
         before_model=_load_model(parent, trust_model_code, changed=False),
