@@ -146,6 +146,36 @@ def _reference(run_dir: Path, result: dict[str, Any]) -> dict[str, Any] | None:
     })
 
 
+def _parent_dir(run: Path, meta: dict[str, Any], original: str | Path | None, meta_changed: bool) -> Path:
+    """The checkpoint the run unlearned from: `original`, else meta.json's `parent`."""
+    from ..checkpoint import read_meta
+
+    parent = original if original is not None else meta.get("parent")
+    if parent is None:
+        raise CheckpointError(f"{str(run)!r} does not record the checkpoint it came from; pass the original "
+                              "run directory (--original DIR)")
+    try:
+        read_meta(parent)  # a clear line when it moved
+    except CheckpointError as e:
+        if meta_changed and original is None:  # meta.json's parent entry was edited
+            raise ChangedFile(f"the original checkpoint named by the changed meta.json cannot be read ({e})") from None
+        raise
+    return Path(parent)
+
+
+def _index_file(spec_text: Any) -> Path | None:
+    """The FILE of an `indices:FILE` forget spec (None for other specs)."""
+    from ..data import parse_forget_spec
+
+    if not isinstance(spec_text, str):
+        return None
+    try:
+        spec = parse_forget_spec(spec_text)
+    except DataError:
+        return None
+    return Path(spec.path) if spec.kind == "indices" else None
+
+
 def run_sources(
     run_dir: str | Path, *, original: str | Path | None = None, data_dir: str | Path | None = None,
     trust_model_code: Any = False, meta_changed: bool = False,
@@ -166,7 +196,7 @@ def run_sources(
     """
     from ..checkpoint import load_run_data, read_meta
     from ..config import load_yaml
-    from ..data import make_splits, parse_forget_spec
+    from ..data import make_splits
     from ..utils import read_json
 
     run = Path(run_dir)
@@ -182,17 +212,7 @@ def run_sources(
     if not isinstance(result, dict):
         raise ChangedFile(f"{str(run / RESULT_FILE)!r} does not hold a JSON object")
     settings.pop("method", None)
-    parent = original if original is not None else meta.get("parent")
-    if parent is None:
-        raise CheckpointError(f"{str(run)!r} does not record the checkpoint it came from; pass the original "
-                              "run directory (--original DIR)")
-    parent = Path(parent)
-    try:
-        read_meta(parent)  # a clear line when it moved
-    except CheckpointError as e:
-        if meta_changed and original is None:  # meta.json's parent entry was edited
-            raise ChangedFile(f"the original checkpoint named by the changed meta.json cannot be read ({e})") from None
-        raise
+    parent = _parent_dir(run, meta, original, meta_changed)
     after_state = _read_state(run, changed=True)
     before_state = _read_state(parent, changed=False)
     try:
@@ -204,13 +224,6 @@ def run_sources(
         raise
     unseen, unseen_source = choose_unseen(splits, meta.get("manifest") or {})
     spec_text = meta.get("forget_spec")
-    index_file = None
-    if isinstance(spec_text, str):
-        try:
-            spec = parse_forget_spec(spec_text)
-            index_file = Path(spec.path) if spec.kind == "indices" else None
-        except DataError:
-            index_file = None
     method = str(result.get("method"))
     uses_retain = bool(result.get("uses_retain"))
     return Sources(
@@ -230,7 +243,7 @@ def run_sources(
              **{k: result.get(k) for k in ("steps", "stop_reason", "status", "weights_changed")}},
         versions=dict(meta.get("versions") or {}),
         reference=_reference(run, result),
-        index_file=index_file,
+        index_file=_index_file(spec_text),
         locations={"run_dir": str(run.resolve()), "original": str(parent.resolve()),
                    "data_dir": None if data_dir is None else str(Path(data_dir).resolve())},
     )
