@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .caller_state import preserved_state
 from .config import check_seed, config_to_dict
 from .exceptions import ConfigError, DataError
 from .methods import METHODS, RunContext, UnlearningMethod
@@ -107,25 +108,6 @@ def check_input_dtype(model: nn.Module, x: torch.Tensor, what: str) -> None:
     if p is not None and x.dtype != p.dtype:
         raise DataError(f"{what} inputs are {x.dtype} but the model's weights are {p.dtype}; convert the "
                         f"inputs with X.to({p.dtype}) (numpy arrays are float64: torch.as_tensor(X).float())")
-
-
-@contextlib.contextmanager
-def _preserved_state(model: nn.Module) -> Iterator[None]:
-    """Restore the model's device, every module's train/eval mode and every parameter's
-    requires_grad on exit (also when a check or the method fails)."""
-    modes = {m: m.training for m in model.modules()}
-    flags = {p: p.requires_grad for p in model.parameters()
-             if not isinstance(p, nn.parameter.UninitializedParameter)}  # lazy ones refuse requires_grad_
-    device = next((p.device for p in model.parameters()), None)
-    try:
-        yield
-    finally:
-        if device is not None:
-            model.to(device)
-        for m, t in modes.items():
-            m.train(t)
-        for p, f in flags.items():
-            p.requires_grad_(f)
 
 
 @contextlib.contextmanager
@@ -229,7 +211,8 @@ def unlearn(
     target = model if inplace else copy.deepcopy(model)
     switched: contextlib.AbstractContextManager[list[str]] = (
         out_of_place_activations(target) if cls.needs_double_backward else contextlib.nullcontext([]))
-    with _preserved_state(target) if inplace else contextlib.nullcontext(), switched as converted:
+    # the caller's model (inplace) gets its device, modes, flags and hooks back, also on error
+    with preserved_state(target, device=True) if inplace else contextlib.nullcontext(), switched as converted:
         target.to(dev)
         target.eval()  # BatchNorm on running statistics, no dropout: samples do not interact
         probe, key = probe_model(target, fx, output_key=output_key, what="forget", labels=fy)

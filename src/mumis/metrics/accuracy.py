@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from ..caller_state import preserved_state
 from ..exceptions import DataError, ModelError
 from ..utils import model_device
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode; restore each one's own flag afterwards, even on error.
-
-    Restoring per submodule (not `model.train(was_training)`) keeps a caller's deliberately
-    mixed state, e.g. a frozen BatchNorm inside a model in training mode.
-    """
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Every submodule in eval mode for the block; each one's own flag (and the rest of the
+    caller's state) restored afterwards, even on error (`mumis.caller_state`)."""
+    return preserved_state(model, eval_mode=True)
 
 
 def compute_logits(

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..caller_state import preserved_state
 from ..exceptions import ConfigError, DataError, ModelError, MumisError
 from ..utils import model_device
 from .adapters import OutputKey, auto_key, describe_key, no_key_error, select_logits, wrap
@@ -73,22 +74,6 @@ def out_of_place_activations(model: nn.Module) -> Iterator[list[str]]:
             m.inplace = True
 
 
-@contextlib.contextmanager
-def _preserved(model: nn.Module) -> Iterator[None]:
-    """Restore every module's train/eval mode and every parameter's requires_grad on exit."""
-    modes = {m: m.training for m in model.modules()}
-    # lazy parameters (nn.LazyLinear before its first call) refuse requires_grad_
-    flags = {p: p.requires_grad for p in model.parameters()
-             if not isinstance(p, nn.parameter.UninitializedParameter)}
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-
-
 def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: OutputKey | None = None) -> None:
     """Raise ModelError unless input gradients of `model` can be differentiated again.
 
@@ -137,7 +122,7 @@ def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: Outp
         bad = [n for n, t, v in outputs if t._version != v]
         return ", ".join(_label(n, mods[n]) for n in dict.fromkeys(bad))
 
-    with _preserved(model):
+    with preserved_state(model):
         model.eval()
         for p in params:
             p.requires_grad_(True)
@@ -301,7 +286,7 @@ def probe_model(
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     xs = x[:2].to(model_device(model))
     # fork_rng: a model drawing random numbers in forward leaves the caller's RNG as it was
-    with _preserved(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+    with preserved_state(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         model.eval()
         out = _forward_naming_failure(model, xs, what)
     key = output_key if output_key is not None or isinstance(out, torch.Tensor) else auto_key(out)
