@@ -214,3 +214,22 @@ def test_a_receipt_written_in_a_staging_folder_holds_after_the_move(runs: Runs, 
     stage.rename(final)
     assert mumis.verify(final) == []
     assert receipt["payload"] == make_receipt(runs.a)["payload"]  # the folder's name is not hashed
+
+
+def test_a_chain_of_requests_links_each_receipt_to_the_previous_one(runs: Runs, tmp_path: Path) -> None:
+    first = write_receipt(runs.a)
+    second_run = tmp_path / "second"
+    assert main(["-q", "unlearn", "--checkpoint", str(runs.a), "--forget", "random:20", "--split-seed", "3",
+                 "--method", "grad_ascent", "--set", "epochs=1", "--device", "cpu", "--out", str(second_run)]) == 0
+    second = write_receipt(second_run)["payload"]
+    assert second["previous_receipt"] == {"request_id": first["payload"]["request_id"],
+                                          "payload_sha256": first["payload_sha256"]}
+    assert second["model_before"] == first["payload"]["model_after"]
+    assert "itself the result of request" in (second_run / "receipt.html").read_text()
+    assert mumis.verify(second_run) == []
+    try:
+        write_receipt(runs.a, seed=1)  # the first receipt replaced by another one
+        lines = mumis.verify(second_run)
+    finally:
+        write_receipt(runs.a)
+    assert [ln.split(":")[0] for ln in lines] == ["previous_receipt.payload_sha256"], lines

@@ -71,7 +71,9 @@ def render_html(receipt: dict[str, Any]) -> str:
         + f"<p>sorted indices sha256 {_code(f['indices_sha256'])}<br>samples' content sha256 "
           f"{_code(f['content_sha256'])}</p>",
         "<h2>Models</h2>",
-        f"<p>before: {_code(p['model_before']['sha256'])} ({p['model_before']['tensors']} tensors)<br>"
+        f"<p>before: {_code(p['model_before']['sha256'])} ({p['model_before']['tensors']} tensors)"
+        + ("" if not p.get("previous_receipt") else
+           f", itself the result of request {_code(p['previous_receipt']['request_id'])}") + "<br>"
         f"after: {_code(p['model_after']['sha256'])} ({p['model_after']['tensors']} tensors)</p>",
         "<h2>Method and the data it was given</h2>",
         _rows([("method", m["name"]), ("seed", m["seed"]), ("settings", m["settings"]),

@@ -108,6 +108,7 @@ def build_payload(s: Sources, *, writer: dict[str, Any] | None = None, seed: int
         "versions": s.versions,
         "evidence": evidence,
         "reference": s.reference,
+        "previous_receipt": s.previous,
         "verdict": verdict(evidence, s.method, class_forgetting=s.forget_info.get("kind") == "class"),
         "receipt_writer": writer if writer is not None else receipt_writer(),
     }

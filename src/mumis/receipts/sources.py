@@ -53,6 +53,7 @@ class Sources:
     run: dict[str, Any] | None = None  # meta hash and result fields (run directories only)
     versions: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None  # the original checkpoint's own receipt (a chain)
     index_file: Path | None = None  # the indices:FILE of the forget spec, re-read by verify
     locations: dict[str, str | None] = field(default_factory=dict)  # paths; never hashed
 
@@ -163,6 +164,22 @@ def _parent_dir(run: Path, meta: dict[str, Any], original: str | Path | None, me
     return Path(parent)
 
 
+def _previous_receipt(parent: Path) -> dict[str, Any] | None:
+    """The request id and payload hash of the original checkpoint's receipt, when it is itself
+    an unlearning run with one: the link of a chain of requests."""
+    from ..utils import read_json
+
+    path = parent / "receipt.json"
+    if not path.is_file():
+        return None
+    rec = read_json(path)
+    payload = rec.get("payload") if isinstance(rec, dict) else None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{str(path)!r} is not a mumis receipt; remove it or write it again with "
+                              f"`mumis verify {parent} --write`")
+    return {"request_id": payload.get("request_id"), "payload_sha256": rec.get("payload_sha256")}
+
+
 def _index_file(spec_text: Any) -> Path | None:
     """The FILE of an `indices:FILE` forget spec (None for other specs)."""
     from ..data import parse_forget_spec
@@ -243,6 +260,7 @@ def run_sources(
              **{k: result.get(k) for k in ("steps", "stop_reason", "status", "weights_changed")}},
         versions=dict(meta.get("versions") or {}),
         reference=_reference(run, result),
+        previous=_previous_receipt(parent),
         index_file=_index_file(spec_text),
         locations={"run_dir": str(run.resolve()), "original": str(parent.resolve()),
                    "data_dir": None if data_dir is None else str(Path(data_dir).resolve())},
