@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
 
-from mumis.config import _coerce, build_config, config_to_dict, load_yaml, parse_set_args
+from mumis.config import (
+    _coerce,
+    build_config,
+    config_to_dict,
+    field_range,
+    load_yaml,
+    parse_set_args,
+    redefault,
+    setting,
+)
 from mumis.exceptions import ConfigError
 
 
@@ -241,3 +251,53 @@ def test_load_yaml_is_safe(tmp_path: Path) -> None:
     p.write_text("x: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_yaml(p)
+
+
+# --------------------------------------------------------------------------- declared ranges
+@dataclass
+class Ranged:
+    lr: float = setting("learning rate", default=0.1, gt=0)
+    momentum: float = setting("momentum", default=0.0, ge=0, lt=1)
+    batch: int = setting("batch size", default=8, ge=0, note="0 = full batch")
+    cap: float | None = setting("cap", default=None, gt=0, note="or None")
+    pct: float = setting("percent", default=50.0, ge=0, le=100)
+    free: float = setting("no range", default=-3.0)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", 0, "method 'x': lr must be > 0, got 0.0"),
+    ("momentum", 1, "method 'x': momentum must be in [0, 1), got 1.0"),
+    ("batch", -1, "method 'x': batch must be >= 0 (0 = full batch), got -1"),
+    ("cap", -2, "method 'x': cap must be > 0 (or None), got -2.0"),
+    ("pct", 101, "method 'x': pct must be in [0, 100], got 101.0"),
+])
+def test_declared_range_one_message_format(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        build_config(Ranged, {key: value}, what="method 'x'")
+    assert str(e.value) == message
+
+
+def test_declared_range_accepts_bounds_none_and_unranged() -> None:
+    cfg = build_config(Ranged, {"momentum": 0, "batch": 0, "cap": None, "pct": 100, "free": -1e9})
+    assert (cfg.momentum, cfg.batch, cfg.cap, cfg.pct) == (0.0, 0, None, 100.0)
+    assert build_config(Ranged, {"cap": "2"}).cap == 2.0
+    assert Ranged.__dataclass_fields__["lr"].metadata["help"] == "learning rate"
+
+
+def test_outside_is_refused_for_every_range() -> None:
+    for f in dataclasses.fields(Ranged):
+        r = field_range(f)
+        if r is not None:
+            assert r.outside() not in r, f.name
+
+
+def test_redefault_keeps_help_and_range() -> None:
+    @dataclass
+    class Child(Ranged):
+        lr: float = redefault(Ranged, "lr", 0.5)
+        pct: float = redefault(Ranged, "pct", 10.0, help="another help")
+
+    assert Child().lr == 0.5 and Child.__dataclass_fields__["lr"].metadata["help"] == "learning rate"
+    assert Child.__dataclass_fields__["pct"].metadata["help"] == "another help"
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        build_config(Child, {"lr": -1})
