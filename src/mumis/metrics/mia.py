@@ -175,8 +175,8 @@ def mia_efficacy(
 #: SSD fits `LogisticRegression(multi_class="multinomial")`: two weight vectors w0, w1, each under
 #: the L2 penalty, softmax over them. With two classes only w = w1 - w0 matters, and the penalty
 #: ||w0||^2 + ||w1||^2 is smallest at w0 = -w1 = -w/2, i.e. ||w||^2 / 2: the same fit as a
-#: binary logistic regression with C = 2 (scikit-learn 1.5+ fits binary problems as binary
-#: whatever `multi_class` says, and 1.8 removed the option).
+#: binary logistic regression with C = 2 (current scikit-learn no longer has `multi_class` and
+#: fits two classes as one binary problem, so the C is what reproduces SSD's fit).
 SSD_BINARY_C = 2.0
 
 
