@@ -148,7 +148,7 @@ def test_quiet_after_the_verb_reaches_the_run(monkeypatch: pytest.MonkeyPatch, t
         seen.append(bool(kw["progress"]))
         raise ConfigError("stop here")
 
-    monkeypatch.setattr("mumis.training.train_run", fake_train_run)
+    monkeypatch.setattr("mumis.runs.train_run", fake_train_run)  # where `mumis train` takes it
     out = str(tmp_path / "r")
     assert main(["train", "--out", out]) == 2
     assert main(["train", "--out", out, "-q"]) == 2
