@@ -77,6 +77,11 @@ def test_known_gaussians_give_the_known_roc() -> None:
     assert floor["auc"] == pytest.approx(50.0, abs=4.0)
     assert floor["tpr_at_1pct_fpr"] < 4.0 and floor["resolved_at_1pct_fpr"]
     assert floor["n_pos"] == floor["n_neg"] == 4 * f
+    assert floor["side"] == "above" and floor["tpr_at_1pct_fpr_best"] == floor["tpr_at_1pct_fpr"]
+    # outputs pushed further from IN than a retrained model's: told apart on the other side
+    over = ulira(mu - 3.0 + rng.normal(size=(4, f)), out_a, fit)
+    assert over["auc"] < 10.0 and over["side"] == "below"
+    assert over["tpr_at_1pct_fpr"] < 1.0 < 20.0 < over["tpr_at_1pct_fpr_best"] == over["tpr_at_1pct_fpr_below"]
 
 
 def test_masks_are_balanced_on_every_prefix() -> None:

@@ -472,8 +472,9 @@ def format_table(result: dict[str, Any]) -> str:
                        _fmt(e["epsilon_capped_frac"])] if "forget_quality" in e else ["n/a"] * 4)
         if lira:
             r = lira.get(name, {})
-            cells += ([_fmt(r["tpr_at_1pct_fpr"]), _fmt(r["tpr_at_0_1pct_fpr"]), _fmt(r["auc"])]
-                      if "auc" in r else ["n/a"] * 3)
+            mark = "" if r.get("side", "above") == "above" else " (-)"
+            cells += ([_fmt(r["tpr_at_1pct_fpr_best"]) + mark, _fmt(r["tpr_at_0_1pct_fpr_best"]) + mark,
+                       _fmt(r["auc"])] if "auc" in r else ["n/a"] * 3)
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
     fmt_line = lambda cs: "  ".join(c.ljust(w) for c, w in zip(cs, widths, strict=True)).rstrip()  # noqa: E731
@@ -486,7 +487,8 @@ def format_table(result: dict[str, Any]) -> str:
     if lira:
         k = result["settings"]["shadows"]
         notes.append(f"tpr@: LiRA ({k} shadows) telling this row's forget-set outputs from the retrained "
-                     "models' (U-LiRA style); equal to the FPR = indistinguishable; auc 50 = chance.")
+                     "models' (U-LiRA style); equal to the FPR = indistinguishable; auc 50 = chance; (-): told "
+                     "apart on the other side (outputs further from trained-on than a retrained model's).")
     if "retrain" in names:
         notes.append("retrain: another N retrained models (other seeds), the floor to read every row against.")
     return "\n".join(out + [""] + notes)

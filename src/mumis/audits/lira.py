@@ -146,11 +146,25 @@ def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFi
     """Tell the forget examples under `target_confs` (e.g. unlearned models) from the same examples
     under `reference_confs` (retrained models) by their LiRA scores: the ROC summary.
 
+    LiRA's own direction (target scores higher = looks trained-on) gives `auc` and
+    `tpr_at_*_fpr`. A method can also overshoot: its outputs sit further from the IN Gaussian than
+    a retrained model's (AUC well below 50), which an attacker sees just as well by flipping the
+    sign; `tpr_at_*_fpr_below` is that direction, `side` the one the AUC points to and
+    `tpr_at_*_fpr_best` the TPR on that side (what the table shows).
+
     Args:
         target_confs: (N, F) confidences under the models audited (positives).
         reference_confs: (M, F) confidences under the retrained models (negatives).
     """
-    return roc_summary(lira_scores(target_confs, fit), lira_scores(reference_confs, fit))
+    pos, neg = lira_scores(target_confs, fit), lira_scores(reference_confs, fit)
+    out = roc_summary(pos, neg)
+    below = roc_summary(-pos, -neg)
+    out["side"] = "above" if out["auc"] >= 50.0 else "below"
+    for f in FPRS:
+        key = f"tpr_at_{_pct(f)}_fpr"
+        out[f"{key}_below"] = below[key]
+        out[f"{key}_best"] = out[key] if out["side"] == "above" else below[key]
+    return out
 
 
 def in_mask_per_example(k: int, f: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     mumis audit digits --forget class:3 --method mumis[,finetune,...] --out runs/audit \\
         [--models 8] [--shadows 16] [--audits epsilon,lira] [--one-original] [--no-floor] \\
-        [--model mlp] [--recipe quick] [--epochs E] [--set lr=1e-4 ...] [--seed 0] [--split-seed 0]
+        [--model mlp] [--recipe quick] [--epochs E] [--set [METHOD.]KEY=VALUE ...] [--seed 0]
     mumis audit runs/original --forget class:3 --method mumis --out runs/audit   # its recipe
 
 Trains N originals (unlearned with each method), N retrained models, N more retrained models
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..exceptions import ConfigError
 from ._checks import seed_type
@@ -46,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, metavar="NAME[,NAME...]",
                    help="unlearning method(s) to audit (see `mumis methods`); several share the models")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method setting (repeatable; only with one --method)")
+                   help="a method setting (repeatable); with several methods METHOD.KEY=VALUE, "
+                        "e.g. --set mumis.target_forget_acc=98")
     p.add_argument("--models", type=_positive_int, default=8, metavar="N",
                    help="unlearned and retrained models per row (at least 3; default 8)")
     p.add_argument("--shadows", type=_positive_int, default=16, metavar="K",
@@ -90,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if not methods:
         raise ConfigError(f"--method {args.method!r} names no method; e.g. --method mumis")
-    overrides = parse_set_args(args.set)
-    if overrides and len(methods) > 1:
-        raise ConfigError("--set applies to one method; audit one --method at a time to change its settings")
+    method_settings = split_method_settings(parse_set_args(args.set), methods)
     audits = tuple(a.strip() for a in args.audits.split(",") if a.strip())
     settings = AuditSettings(models=args.models, shadows=args.shadows, audits=audits,
                              one_original=args.one_original, floor=not args.no_floor,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         split_seed = _checkpoint_split_seed(args.source)
     out, result = audit_run(
         source=args.source, forget=args.forget, methods=methods, out=args.out,
-        method_settings={methods[0]: overrides} if overrides else None, settings=settings,
+        method_settings=method_settings, settings=settings,
         model=args.model, recipe=args.recipe, epochs=args.epochs, seed=args.seed, split_seed=split_seed,
         data_dir=args.data_dir, device=args.device, overwrite=args.overwrite,
         progress=not getattr(args, "quiet", False), trust_model_code=args.trust_model_code,
@@ -110,6 +110,25 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result))
     print(f"audit: {result['time_s']['total']:.1f} s -> {out}", file=sys.stderr)
     return 0
+
+
+def split_method_settings(overrides: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set` values per method: `KEY=V` for the only method, `METHOD.KEY=V` with several.
+
+    Raises:
+        ConfigError: a plain key with several methods, or a prefix that is not one of them.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        name, dot, rest = key.partition(".")
+        if dot and name in methods:
+            out.setdefault(name, {})[rest] = value
+        elif len(methods) == 1:
+            out.setdefault(methods[0], {})[key] = value
+        else:
+            raise ConfigError(f"--set {key}=...: with several methods name the method, e.g. --set "
+                              f"{methods[0]}.{key}=... (methods: {', '.join(methods)})")
+    return out
 
 
 def _checkpoint_split_seed(source: str) -> int:
