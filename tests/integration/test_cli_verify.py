@@ -237,3 +237,11 @@ def test_a_deleted_result_is_a_mismatch(runs: Runs, tmp_path: Path, capsys: pyte
     (run / "result.json").unlink()
     lines = mismatches(capsys, str(run))
     assert len(lines) == 1 and "result.json" in lines[0] and "is missing" in lines[0], lines
+
+
+def test_another_process_recomputes_the_same_receipt(runs: Runs) -> None:
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mumis", "-q", "verify", str(runs.run)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert res.returncode == 0 and "holds" in res.stdout, res.stdout + res.stderr
