@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import distributed
+from ..caller_state import preserved_state
 from ..exceptions import ConfigError, DataError, ModelError
 from ..utils import make_generator, resolve_device, sync
 from .augment import augment_batch
@@ -38,15 +39,11 @@ def model_accuracy(
     if len(y) == 0:
         return float("nan")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        correct = 0
+    correct = 0
+    with preserved_state(model, eval_mode=True):  # the caller's modes come back, also on error
         for i in range(0, len(y), batch_size):
             xb = x[i:i + batch_size].to(dev)
             correct += int((model(xb).argmax(1).cpu() == y[i:i + batch_size].cpu()).sum())
-    finally:
-        model.train(was_training)
     return 100.0 * correct / len(y)
 
 
@@ -221,12 +218,11 @@ def train_model(
 
         run.bar = tqdm(total=run.total, desc="train", unit="step", leave=False, dynamic_ncols=True)
     history: list[dict[str, float]] = []
-    was_training = model.training
-    model.train()
     t0 = time.perf_counter()
     devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices), torch_threads(threads):
+        with preserved_state(model), torch.random.fork_rng(devices=devices), torch_threads(threads):
+            model.train()  # the caller's modes come back afterwards (preserved_state)
             torch.manual_seed(int(seed) + 1)  # dropout etc. in user models; global RNG restored
             for epoch in range(1, cfg.epochs + 1):
                 mean_loss, acc = _epoch(run)
@@ -243,5 +239,4 @@ def train_model(
     finally:
         if run.bar is not None:
             run.bar.close()
-        model.train(was_training)
     return history
