@@ -3,10 +3,11 @@
     torchrun --standalone --nproc_per_node=2 -m mumis unlearn --checkpoint runs/original \\
         --forget class:3 --method mumis --out runs/mumis
 
-Used by `mumis train` (`training.train_model`) and the MU-Mis methods (`MuMis.run`): every rank
-holds the full data and draws each global batch (and its random choices) from the same seed,
-then computes its contiguous part of the batch (`shard_bounds`); the per-batch index split is
-the distributed sampler, and it makes N processes equal one process on the same global batch.
+Used by `mumis train` (`training.train_model`) and every loss-based unlearning method (the loop
+of `methods._loop.LossMethod`, which declares `supports_distributed`): every rank holds the full
+data and draws each global batch (and its random choices) from the same seed, then computes its
+contiguous part of the batch (`shard_bounds`); the per-batch index split is the distributed
+sampler, and it makes N processes equal one process on the same global batch.
 
 `init_from_env()` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT) and starts a process group: gloo on CPU, nccl when CUDA is available (each process
@@ -15,11 +16,10 @@ no-op, so single-process code calls these helpers unconditionally.
 
 Why no `DistributedDataParallel`: MU-Mis differentiates input gradients (double backward) and
 takes its weight gradient with `torch.autograd.grad`, which bypasses DDP's backward hooks; the
-method also needs every rank to see the same reduced batch loss and stopping statistics. One
-explicit all-reduce of the flattened gradients (plus the loss) per step does both, and keeps
-the update identical on every rank (training uses the same helper, `all_reduce_grads`, for
-symmetry; it gives up DDP's overlap of communication with backward, which matters little for
-the small models trained here).
+methods also need every rank to see the same reduced batch loss and stopping statistics. One
+explicit all-reduce of the batch loss and one of the flattened gradients (`all_reduce_grads`)
+per step keep the update identical on every rank (training uses the same helper; it gives up
+DDP's overlap of communication with backward, which matters little for the small models here).
 """
 
 from __future__ import annotations
