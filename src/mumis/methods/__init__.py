@@ -1,4 +1,5 @@
-"""Unlearning methods: the base contract and one file per method."""
+"""Unlearning methods: the base contract (`base`), the loop of the loss-based ones (`_loop`), and
+one file per method, each imported here so that it registers."""
 
 from . import (
     bad_teacher,  # noqa: F401
@@ -15,10 +16,11 @@ from . import (
     scrub,  # noqa: F401
     ssd,  # noqa: F401
 )
+from ._loop import Batch, LoopState, LossMethod, Pass
 from .base import METHODS, RunContext, RunOutput, UnlearningMethod, register_method
 from .mumis import MuMis, MuMisPublished, MuMisV1
 
 __all__ = [
-    "METHODS", "MuMis", "MuMisPublished", "MuMisV1", "RunContext", "RunOutput",
-    "UnlearningMethod", "register_method",
+    "METHODS", "Batch", "LoopState", "LossMethod", "MuMis", "MuMisPublished", "MuMisV1", "Pass", "RunContext",
+    "RunOutput", "UnlearningMethod", "register_method",
 ]
