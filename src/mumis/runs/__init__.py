@@ -10,7 +10,7 @@
   checks (`outputs`); `caching` (`cache`): datasets and checkpoints read once per process.
 - `train_run` (`train`): a trained model's run directory.
 
-The command line (`mumis.cli`) only parses arguments, composes these and prints.
+The command line (the `cli` package) only parses arguments, composes these and prints.
 """
 
 from __future__ import annotations
