@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,21 @@ def test_only_runs_the_matching_cells(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["bench", "--config", str(cfg_path), "--out", str(tmp_path / "x"), "--only", "*nope*"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--only '*nope*' matches no cell" in err and len(err.splitlines()) == 1
+
+
+def test_resume_rewrites_the_oracle_record_without_the_original(tmp_path: Path) -> None:
+    # Only the oracle's record is missing and the original's model folder is gone: the resumed
+    # bench evaluates the oracle from its own run directory and writes the same record again.
+    cfg_path = _write(tmp_path, {**TINY, "methods": {"grad_ascent": {"epochs": 1}}})
+    out = tmp_path / "out"
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out)]) == 0
+    ref = "digits__mlp__random-0.1__retrain__s0"
+    before = _records(out)[ref]
+    (out / "records" / f"{ref}.json").unlink()
+    shutil.rmtree(out / "models" / "digits" / "mlp" / "s0" / "original-fine")
+    assert main(["-q", "bench", "--config", str(cfg_path), "--out", str(out), "--resume"]) == 0
+    after = _records(out)[ref]
+    assert not (out / "models" / "digits" / "mlp" / "s0" / "original-fine").exists()  # not retrained
+    assert after["evaluation"]["model"] == before["evaluation"]["model"]
+    assert {k: v for k, v in after.items() if k not in ("created", "eval_time_s", "evaluation")} == {
+        k: v for k, v in before.items() if k not in ("created", "eval_time_s", "evaluation")}
