@@ -15,7 +15,7 @@ from mumis.cli import main
 def runs(tmp_path_factory):
     import torch
 
-    from mumis.training import train_run
+    from mumis.runs import train_run
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")

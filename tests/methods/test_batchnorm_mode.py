@@ -59,7 +59,7 @@ def test_result_json_names_the_mode(tmp_path, capsys):
     import json
 
     from mumis.cli import main
-    from mumis.training import train_run
+    from mumis.runs import train_run
 
     train_run(out=tmp_path / "orig", dataset="digits", model="mlp", epochs=1, device="cpu",
               progress=False)

@@ -10,7 +10,7 @@ import pytest
 from mumis.checkpoint import FORMAT, READ_FORMATS, build_meta, load_checkpoint, read_meta, run_config
 from mumis.data import full_manifest, load_dataset
 from mumis.exceptions import CheckpointError
-from mumis.training import train_run
+from mumis.runs import train_run
 from mumis.utils import check_overwritable
 
 

@@ -241,7 +241,7 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
 
 def _ensure_model(cfg: BenchConfig, run_dir: Path, res: BenchResult, say: Callable[[str], None],
                   **kw: Any) -> None:
-    from ..training import train_run
+    from ..runs.train import train_run
 
     if _complete(run_dir):
         res.models_reused += 1

@@ -5,8 +5,8 @@
 - `threads`: one CPU thread for small workloads (`choose_threads`, `torch_threads`).
 - `loop`: `train_model`, the seeded, deterministic loop (also under torchrun).
 
-`train_run` (what `mumis train` does: data + forget spec -> run directory) lives in
-`mumis.runs.train` and is re-exported here.
+`train_run` (what `mumis train` does: data + forget spec -> run directory) belongs to the runs
+layer, `mumis.runs`; the name still resolves here for callers written before it moved.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from .threads import SMALL_STEP_MACS, choose_threads, forward_macs, torch_thread
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: mumis.runs.train imports this package, so an eager import would
-    # be circular whichever of the two is imported first.
+    # Kept for earlier callers of mumis.training.train_run; new code imports mumis.runs. Resolved
+    # on first use: mumis.runs.train imports this package, so an eager import would be circular.
     if name in ("train_run", "TrainResult"):
         from ..runs import train as _runs_train
 
