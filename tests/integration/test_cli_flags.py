@@ -27,6 +27,7 @@ ARGV = {
     "bench": ["bench", "--config", "b.yaml", "--out", "x"], "report": ["report", "d"],
     "methods": ["methods"], "env": ["env"],
     "verify": ["verify", "d"],
+    "audit": ["audit", "digits", "--forget", "class:1", "--method", "finetune", "--out", "x"],
 }
 
 
