@@ -208,6 +208,14 @@ def test_classwise_salun_gap_and_scrub_loss_attack():
     assert r["mia_loss_acc"] > 75 and abs(r["mia_loss_acc_scrub"] - 50) < 20
 
 
+def test_report_names_its_metric_dicts():
+    s = random_splits()
+    rep = evaluate(memoriser(s), s, reference=forgetter(s), metrics=("accuracy",))
+    assert rep.model is rep.model_metrics and rep.reference is rep.reference_metrics  # old names: aliases
+    with pytest.raises(AttributeError):
+        rep.model = {}  # type: ignore[misc]  # read-only: the dicts are set under their new names
+
+
 def test_gaps_hand_made():
     model = {"retain_acc": 90.0, "forget_acc": 80.0, "test_acc": 85.0, "unlearn_acc": 20.0,
              "mia_efficacy": 30.0, "test_remaining_acc": 86.0, "test_forgotten_acc": 10.0}
