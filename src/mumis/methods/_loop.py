@@ -81,6 +81,7 @@ class LoopState:
     step: int = 0
     last_loss: float = 0.0  # the last batch loss (all-reduced under torchrun)
     bar: Any = None
+    progress_keys: tuple[str, ...] = ()  # the row values the progress bar shows (() = every number)
     aborted: bool = False  # stopped by the divergence guard: no epoch row for the partial epoch
     stats: dict[str, PassStats] = field(default_factory=dict)
 
@@ -88,8 +89,8 @@ class LoopState:
         """Add a history row (and show its numbers on the progress bar)."""
         self.ctx.record(self.history, row)
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
-                                  if isinstance(v, float) and k not in ("step", "epoch")})
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)
+                                  and k not in ("step", "epoch") and k in (self.progress_keys or row)})
 
 
 def percent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -109,6 +110,8 @@ class LossMethod(UnlearningMethod):
     supports_distributed: ClassVar[bool] = True
     #: The data the default pass walks ("forget" or "retain"); `prepare` may set another.
     walks: ClassVar[str] = "forget"
+    #: History values shown on the progress bar (() = every number of the row).
+    progress_keys: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ hooks
     def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
@@ -168,7 +171,8 @@ class LossMethod(UnlearningMethod):
     # ------------------------------------------------------------------ the loop
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         distributed.broadcast_module(model)  # identical start even if the ranks loaded differently
-        state = LoopState(ctx=ctx, history=[{"step": 0, **self.prepare(model, ctx)}])
+        state = LoopState(ctx=ctx, history=[{"step": 0, **self.prepare(model, ctx)}],
+                          progress_keys=self.progress_keys)
         params = self.parameters_to_update(model, ctx)
         opt = self.make_optimizer(params)
         reason = self.check_stop(model, state)

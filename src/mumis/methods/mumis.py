@@ -120,6 +120,7 @@ class MuMis(LossMethod):
     summary = "minimise target-class input sensitivity, raise irrelevant-class sensitivity; forget data only"
     Config = MuMisConfig
     needs_double_backward = True
+    progress_keys = ("forget_acc", "s_irrelevant")
     batchnorm_mode = "eval"
     batchnorm_note = ("eval mode (per-sample input gradients need samples that do not interact); by default only "
                       "the classifier moves (update=last), so no BatchNorm re-estimation can undo the forgetting")
