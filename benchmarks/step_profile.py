@@ -10,6 +10,8 @@ Times, interleaved on the same model and batch of 128 (median of `--repeats`):
 - `frozen`: the same with the backbone's weights set to requires_grad=False for the run;
 - `folded`: frozen, and every eval-mode BatchNorm folded into the conv before it (exact while
   the backbone does not move: an eval-mode BatchNorm is a per-channel affine map);
+- `affine`: frozen, and every eval-mode BatchNorm replaced by the per-channel affine map it
+  computes (x * scale + shift as plain tensor ops; no conv matched or changed);
 - `folded_fwd`: folded, and the weight gradient in closed form instead of a double backward:
   with only the classifier W moving, f_k = W_k . h(x) + b_k, so dS_k^2/dW_k = 2 J_h(x) g_k with
   g_k = J_h(x)^T W_k the input gradient: two plain backward passes to the input (no graph) and
@@ -83,6 +85,36 @@ def fold_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
     return folded
 
 
+class ChannelAffine(nn.Module):
+    """What an eval-mode BatchNorm computes, x * scale + shift per channel, as plain ops."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        assert bn.running_var is not None and bn.running_mean is not None
+        scale = (bn.running_var + bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+@torch.no_grad()
+def affine_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy with every BatchNorm that has running statistics replaced by its eval-mode
+    `ChannelAffine` (any architecture: nothing is matched or folded)."""
+    out = copy.deepcopy(model).eval()
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.track_running_stats:
+                setattr(parent, name, ChannelAffine(child))
+    return out
+
+
 def freeze_backbone(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
     """requires_grad=False on every weight but the last layer's; returns the last layer's."""
     keep = list(last_layer(model, x).parameters(recurse=False))
@@ -147,6 +179,8 @@ def run(name: str, threads: int, repeats: int, profile: bool) -> None:
     frozen = copy.deepcopy(base)
     last_frozen = freeze_backbone(frozen, x[:2])
     folded = fold_batchnorm(base, x[:2])
+    affine = affine_batchnorm(base)
+    last_affine = freeze_backbone(affine, x[:2])
     last_folded = freeze_backbone(folded, x[:2])
     layer_folded = last_layer(folded, x[:2])
     last_base = list(last_layer(base, x[:2]).parameters(recurse=False))
@@ -171,6 +205,9 @@ def run(name: str, threads: int, repeats: int, profile: bool) -> None:
     def folded_step() -> list[torch.Tensor]:
         return _grad(loss_fixed_irrelevant(folded), last_folded)
 
+    def affine_step() -> list[torch.Tensor]:
+        return _grad(loss_fixed_irrelevant(affine), last_affine)
+
     def folded_fwd() -> list[torch.Tensor]:
         return closed_form_grad(folded, layer_folded, x, y, ci)
 
@@ -178,13 +215,14 @@ def run(name: str, threads: int, repeats: int, profile: bool) -> None:
         torch.autograd.grad(nn.functional.cross_entropy(base(x), y), all_params)
 
     ref = default()
-    for label, fn in (("frozen", frozen_step), ("folded", folded_step), ("folded_fwd", folded_fwd)):
+    for label, fn in (("frozen", frozen_step), ("affine", affine_step), ("folded", folded_step),
+                      ("folded_fwd", folded_fwd)):
         got = fn()
         err = max(float((a - b).norm() / b.norm().clamp_min(1e-30)) for a, b in zip(got, ref, strict=True)
                   if b.norm() > 0)
         print(f"{name}: {label} gradient vs default, max relative error {err:.1e}")
     fns = {"ce": ce, "default": default, "mumis _loss": mumis_loss, "frozen": frozen_step,
-           "folded": folded_step, "folded_fwd": folded_fwd}
+           "affine": affine_step, "folded": folded_step, "folded_fwd": folded_fwd}
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
