@@ -78,6 +78,8 @@ def test_refuses_a_folder_it_did_not_write_and_unknown_sources(tmp_path: Path, c
                  "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "neither a run directory nor a dataset name" in err
+    # a subset name holds a '/' but is a dataset, not a path
+    assert resolve_source("digits@1000/200", epochs=1).bundle.x_train.shape[0] == 1000
 
 
 def test_checkpoint_source_uses_its_recipe(tmp_path: Path) -> None:

@@ -138,7 +138,9 @@ def resolve_source(
         return Source(bundle=bundle, dataset=ds["name"], data_dir=ddir, model=spec["name"],
                       model_kwargs=dict(spec.get("kwargs") or {}), recipe=str(rec.get("name", "?")),
                       train_config=cfg, checkpoint=str(p.resolve()), label_space=ds.get("label_space"))
-    if "/" in text or text.startswith("."):
+    from ..data import DATASETS
+
+    if text.partition("@")[0] not in DATASETS and ("/" in text or text.startswith(".")):
         raise CheckpointError(f"{text!r} is neither a run directory nor a dataset name; give a `mumis "
                               "train` run directory or a dataset such as digits")
     name = model or "mlp"
