@@ -1,6 +1,9 @@
-"""SCRUB: the distillation KL, the role of the max-steps, and class forgetting on digits."""
+"""SCRUB: the distillation KL, the role of the max-steps, and class forgetting on digits (the
+official large-scale lr barely moves the digits MLP; the digits-adapted preset forgets)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +11,10 @@ import torch
 import mumis
 from mumis.exceptions import ConfigError
 from mumis.methods.scrub import distill_kl
+from mumis.runs.settings import load_method_file
 from mumis.testing import trained_digits_case
+
+ADAPTED = load_method_file(Path(__file__).resolve().parents[2] / "configs" / "methods" / "adapted" / "scrub.yaml")[1]
 
 
 def test_distill_kl_matches_the_definition() -> None:
@@ -33,8 +39,13 @@ def _run(**kw):  # noqa: ANN202
     return res, mumis.evaluate(res.model, splits, reference=retrained).to_dict()["model"]
 
 
-def test_lands_near_retrain_on_class_forgetting() -> None:
-    res, rep = _run()
+def test_official_settings_barely_move_the_digits_model() -> None:
+    _, rep = _run()
+    assert rep["forget_acc"] >= 90.0  # measured 100 (issue 17: official loaders, lr 5e-4)
+
+
+def test_adapted_preset_lands_near_retrain_on_class_forgetting() -> None:
+    res, rep = _run(**ADAPTED)
     assert rep["forget_acc"] <= 5.0 and rep["test_forgotten_acc"] <= 5.0  # retrained: 0, 0
     assert rep["test_remaining_acc"] >= 95.0  # retrained: 99.1
     assert [r["epoch"] for r in res.history[1:]] == [1, 2, 3, 4, 5]
@@ -42,5 +53,5 @@ def test_lands_near_retrain_on_class_forgetting() -> None:
 
 def test_without_max_steps_nothing_is_forgotten() -> None:
     """The min-steps alone keep the student at the teacher: the max-steps do the forgetting."""
-    _, rep = _run(max_epochs=0)
+    _, rep = _run(**{**ADAPTED, "max_epochs": 0})
     assert rep["forget_acc"] >= 90.0
