@@ -48,17 +48,22 @@ def _lipschitz(model: nn.Module, x: torch.Tensor) -> float:
         return float(lipschitz_loss(model, x, 25, 0.1, torch.Generator().manual_seed(0)))
 
 
-def test_smooths_the_forget_set_and_keeps_test_accuracy_on_digits() -> None:
+def test_official_settings_forget_the_class_on_digits() -> None:
+    """The official loop and settings (issue 17: forget 0.7 %, test_remaining 87.4 %)."""
     original, retrained, splits = trained_digits_case(forget="class:3")
     xf = splits.forget[0]
     res = mumis.unlearn(original, splits.forget, method="jit", seed=0, device="cpu")
-    assert _lipschitz(res.model, xf) < 0.7 * _lipschitz(original, xf)
+    assert res.steps == 2  # one pass over 146 samples in batches of 128
+    assert _lipschitz(res.model, xf) < 0.95 * _lipschitz(original, xf)  # measured 4.22 vs 4.91
     rep = mumis.evaluate(res.model, splits, reference=retrained, metrics="accuracy").to_dict()
-    assert rep["model"]["test_remaining_acc"] >= rep["reference"]["test_remaining_acc"] - 5.0
+    assert rep["model"]["forget_acc"] <= 5.0  # measured 0.7
+    assert rep["model"]["test_remaining_acc"] >= 80.0  # measured 87.6 (retrained 99.1)
 
 
-def test_larger_steps_forget_the_class_on_digits() -> None:
+def test_a_smaller_lr_smooths_without_forgetting_on_digits() -> None:
     original, _, splits = trained_digits_case(forget="class:3")
-    res = mumis.unlearn(original, splits.forget, method="jit", seed=0, device="cpu", lr=0.1)
-    acc = (res.model(splits.forget[0]).argmax(1) == splits.forget[1]).float().mean().item()
-    assert acc < 0.2  # original: 1.0
+    xf = splits.forget[0]
+    res = mumis.unlearn(original, splits.forget, method="jit", seed=0, device="cpu", lr=3e-5)
+    assert _lipschitz(res.model, xf) < _lipschitz(original, xf)
+    acc = (res.model(xf).argmax(1) == splits.forget[1]).float().mean().item()
+    assert acc > 0.5  # original: 1.0

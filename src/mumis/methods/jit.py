@@ -4,21 +4,30 @@ Paper: J. Foster, K. Fogarty, S. Schoepf, C. Öztireli, A. Brintrup, "Zero-Shot 
 at Scale via Lipschitz Regularization", arXiv 2402.01401, 2024. https://arxiv.org/abs/2402.01401
 Official code: https://github.com/jwf40/Zeroshot-Unlearning-At-Scale
 
-For each forget sample x, draw N noisy copies x'_i = clip(x + sigma * eps_i) (eps ~ N(0, I), clipped
-to the sample's own value range) and minimise the empirical local Lipschitz constant
-    L(x) = 1/N sum_i ||f(x) - f(x'_i)||_2 / ||x - x'_i||_2
-of the logits f, by SGD on the weights over the forget set (one pass in the paper: "just in
-time"). Flattening the function around x removes the sharp, memorised response there without any
-remaining data, so the method is remaining-data-free.
+For each forget sample x, draw N noisy copies x'_i = clip(x + sigma * eps_i) (eps ~ N(0, I)) and
+lower the empirical local Lipschitz constant
+    K(x) = 1/N sum_i ||f(x) - f(x'_i)||_2 / ||x - x'_i||_2
+of the logits f by SGD on the weights, in one pass over the forget set ("just in time"). No
+remaining data is used.
 
-Defaults: N = 25 noisy copies, noise std 0.1, plain SGD with lr 0.01 and 5 passes are the
-defaults of `lipschitz_forgetting(n_samples=25, lipschitz_weighting=0.1, learning_rate=0.01,
-n_epochs=5)` in the authors' code (not checked against the paper's tables). Ours: batches of 32
-(the code walks its forget loader), the loss is the batch mean instead of the batch sum so lr
-does not depend on batch_size, and gradients flow through both f(x) and f(x'). Model in eval
-mode throughout. On digits class:3 these defaults smooth the forget set (local Lipschitz estimate
--43 %) but do not remove the class; lr 0.1 does, at a cost to the other classes. JiT targets
-smoothing, not class removal: tune lr with `mumis tune` per scenario.
+Follows: `lipschitz.py` (`Lipschitz.modify_weight`, called by `forget_*_strategies.py`
+`lipschitz_forgetting`), step by step:
+- the batch loss is the SUM over the batch of K(x) (`(out_norm / in_norm).sum()`, averaged over
+  the N copies); under torchrun each rank's part is scaled so the ranks add up to that sum;
+- f(x') is computed without gradient (`torch.no_grad()`): only f(x) is differentiated;
+- the noisy copies are clipped to the min and max of the whole batch (`AddGaussianNoise`);
+- plain SGD (no momentum, no weight decay) whose gradients are zeroed once, before the pass, and
+  never between batches: step k moves the weights by -lr * (g_1 + ... + g_k). Our loop zeroes
+  them, so `adjust_grads` keeps the running sum (the base has no "do not zero" hook);
+- one pass: `n_epochs` is passed to the class but never read.
+Defaults: lr 3e-4 and noise std 0.5 (the paper's JiT settings, as the issue-17 reading of the
+official scripts gives them), N = 25, batches of 128: with these the issue's run of the official
+loop reached forget accuracy 0.7 % / test_remaining 87.4 % on digits class:3, and so does this
+implementation (0.7 / 87.6). The batch size matters with a summed loss and accumulated
+gradients (32: forget 0 %, test_remaining 69.7 %; 64: 0 / 78.6). I could not read the
+scripts' forget-loader size in the stored copy of the repository; 128 is the value that
+reproduces the issue's numbers. `epochs` is a setting (default 1, the official single pass).
+Model in eval mode throughout (the official code does not say; no BatchNorm statistics move).
 """
 
 from __future__ import annotations
@@ -36,34 +45,41 @@ from .base import RunContext, register_method
 
 @dataclass
 class JiTConfig:
-    lr: float = setting("SGD learning rate", default=0.01, gt=0)
+    lr: float = setting("SGD learning rate (official 3e-4)", default=3e-4, gt=0)
     n_samples: int = setting("noisy copies per forget sample (N)", default=25, ge=1)
-    noise_std: float = setting("std of the Gaussian input noise (sigma; inputs are in [0, 1])", default=0.1, gt=0)
-    epochs: int = setting("passes over the forget set (the paper's single pass: 1)", default=5, ge=1)
-    batch_size: int = setting("forget samples per step (0 = whole forget set)", default=32, ge=0,
+    noise_std: float = setting("std of the Gaussian input noise (sigma; official 0.5)", default=0.5, gt=0)
+    epochs: int = setting("passes over the forget set (official: one)", default=1, ge=1)
+    batch_size: int = setting("forget samples per step (0 = whole forget set)", default=128, ge=0,
                               note="0 = full batch")
     max_steps: int = setting("step budget across epochs (0 = no limit beyond epochs)", default=0, ge=0,
                              note="0 = no limit")
 
 
-def lipschitz_loss(model: nn.Module, x: torch.Tensor, n_samples: int, noise_std: float,
-                   generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
-    """Mean over the batch and the N noisy copies of ||f(x) - f(x')|| / ||x - x'||.
+def lipschitz_terms(model: nn.Module, x: torch.Tensor, n_samples: int, noise_std: float,
+                    generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+    """K(x) per sample of `x[part]`: the mean over N noisy copies of ||f(x) - f(x')|| / ||x - x'||.
 
-    The noise is drawn for all of `x`; only the rows `part` are computed (torchrun: a rank's
-    part of the global batch, so every rank draws as one process does)."""
+    Noise and clipping range are drawn / taken over all of `x` (torchrun: the global batch, so
+    every rank draws as one process does); f(x') carries no gradient (official)."""
     b = x.shape[0]
     flat = x.reshape(b, -1)  # (B, D)
     noise = torch.randn((n_samples, *flat.shape), generator=generator, device=generator.device)
+    lo, hi = flat.min(), flat.max()  # clip to the batch's range (official AddGaussianNoise)
     x, flat, noise = x[part], flat[part], noise[:, part]
     b = x.shape[0]
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values  # (B, 1)
-    x2 = torch.max(torch.min(flat + noise_std * noise.to(x.device), hi), lo)  # (N, B, D) clipped
+    x2 = (flat + noise_std * noise.to(x.device)).clamp(lo, hi)  # (N, B, D)
     out = model(x)  # (B, K)
-    out2 = model(x2.reshape(n_samples * b, *x.shape[1:])).reshape(n_samples, b, -1)  # (N, B, K)
+    with torch.no_grad():
+        out2 = model(x2.reshape(n_samples * b, *x.shape[1:])).reshape(n_samples, b, -1)  # (N, B, K)
     in_norm = (x2 - flat).norm(dim=2).clamp_min(1e-12)  # (N, B)
     out_norm = (out2 - out).norm(dim=2)  # (N, B)
-    return (out_norm / in_norm).mean()
+    return (out_norm / in_norm).mean(0)  # (B,)
+
+
+def lipschitz_loss(model: nn.Module, x: torch.Tensor, n_samples: int, noise_std: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Mean of K(x) over the batch (the smoothness readout; the training loss is the sum)."""
+    return lipschitz_terms(model, x, n_samples, noise_std, generator).mean()
 
 
 @register_method
@@ -77,9 +93,32 @@ class JiT(LossMethod):
     batchnorm_mode = "eval"
     batchnorm_note = "Lipschitz steps in eval mode: running statistics untouched"
 
+    def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+        out = super().prepare(model, ctx)
+        self.grad_sum: list[torch.Tensor | None] | None = None
+        return out
+
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.config.lr)  # official: plain SGD
+
     def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
         cfg = self.config
-        return lipschitz_loss(model, self.x[batch.full], cfg.n_samples, cfg.noise_std, ctx.generator, batch.part)
+        terms = lipschitz_terms(model, self.x[batch.full], cfg.n_samples, cfg.noise_std, ctx.generator, batch.part)
+        # the sum over the global batch: this part's mean times the global batch size (the loop
+        # weights a rank's part by its share, so the ranks add up to the sum)
+        return terms.mean() * len(batch.full)
+
+    @torch.no_grad()
+    def adjust_grads(self, params: list[nn.Parameter]) -> None:
+        # official: gradients are never zeroed between batches, so each step uses their running sum
+        if self.grad_sum is None:
+            self.grad_sum = [None] * len(params)
+        for i, p in enumerate(params):
+            if p.grad is None:
+                continue
+            acc = self.grad_sum[i]
+            self.grad_sum[i] = acc = p.grad.clone() if acc is None else acc.add_(p.grad)
+            p.grad = acc.clone()
 
     def epoch_row(self, model: nn.Module, state: LoopState) -> dict[str, Any] | None:
         return {"lipschitz": state.stats["loss"].mean, "forget_acc": percent_correct(model, self.x, self.y)}
