@@ -47,7 +47,8 @@ def test_forgets_a_class_on_digits() -> None:
     assert res.steps == 1 and res.extra["dampened"] > 0
     assert rep["forget_acc"] <= 5.0  # retrained: 0
     assert rep["test_forgotten_acc"] <= 5.0
-    assert rep["test_remaining_acc"] >= 70.0  # original and retrained: 99.1 (paper defaults cost some)
+    # original and retrained: 99.1; measured 89.2 (79.3 before the retain set was sorted by class)
+    assert rep["test_remaining_acc"] >= 85.0
 
 
 def test_is_deterministic_whatever_the_seed() -> None:
