@@ -1,12 +1,14 @@
-"""random_label / random_label_retain: every new label is wrong and all wrong labels occur; on
-digits class 3 both variants forget the class, and the retain variant lands near retrain."""
+"""random_label / random_label_retain: labels drawn per batch, uniform over all classes (the SalUn
+code) or over the wrong ones; on digits class 3 both variants forget the class, and the retain
+variant lands near retrain."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import mumis
-from mumis.methods.random_label import wrong_labels
+from mumis.methods.random_label import random_labels, wrong_labels
 from mumis.testing import trained_digits_case
 
 
@@ -18,6 +20,31 @@ def test_wrong_labels_are_wrong_uniform_and_seeded() -> None:
     assert counts[3] == 0 and (counts[torch.arange(10) != 3] > 30).all()  # ~55 each
     assert torch.equal(new, wrong_labels(y, 10, torch.Generator().manual_seed(0)))
     assert (wrong_labels(torch.tensor([0, 1, 1]), 2, torch.Generator()) == torch.tensor([1, 0, 0])).all()
+
+
+def test_random_labels_are_uniform_over_all_classes_unless_wrong_only() -> None:
+    y = torch.full((5000,), 3)
+    new = random_labels(y, 10, torch.Generator().manual_seed(0))
+    counts = torch.bincount(new, minlength=10)
+    assert (counts > 400).all()  # ~500 each, the true class included (SalUn code's torch.randint)
+    assert not (random_labels(y, 10, torch.Generator().manual_seed(0), wrong_only=True) == 3).any()
+
+
+def test_labels_are_redrawn_for_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two epochs over one full batch draw two different label vectors (not one drawn per run)."""
+    import mumis.methods.random_label as rl
+
+    original, _, splits = trained_digits_case()
+    seen: list[torch.Tensor] = []
+    real = rl.random_labels
+
+    def spy(*a: object, **k: object) -> torch.Tensor:
+        seen.append(real(*a, **k))  # type: ignore[arg-type]
+        return seen[-1]
+
+    monkeypatch.setattr(rl, "random_labels", spy)
+    mumis.unlearn(original, splits.forget, method="random_label", seed=0, device="cpu", epochs=2, batch_size=0)
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
 
 
 def _report(method: str, **kw: object) -> dict:

@@ -45,7 +45,8 @@ def test_forgets_a_class_on_digits_and_moves_only_masked_weights() -> None:
     original, retrained, splits = trained_digits_case(forget="class:3")
     res = mumis.unlearn(original, splits.forget, method="salun", retain=splits.retain, seed=0, device="cpu")
     rep = mumis.evaluate(res.model, splits, reference=retrained).to_dict()["model"]
-    assert rep["forget_acc"] <= 15.0 and rep["test_forgotten_acc"] <= 15.0  # retrained: 0, 0
+    # retrained: 0, 0; measured 0.0 / 0.0 (a forget pass then a retain pass; 4.8 / 2.7 interleaved)
+    assert rep["forget_acc"] <= 5.0 and rep["test_forgotten_acc"] <= 5.0
     assert rep["test_remaining_acc"] >= 95.0  # retrained: 99.1
     small = mumis.unlearn(original, splits.forget, method="salun", retain=splits.retain, seed=0, device="cpu",
                           mask_ratio=0.1, epochs=2)

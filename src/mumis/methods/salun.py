@@ -8,16 +8,18 @@ via Gradient-based Weight Saliency in Both Image Classification and Generation",
 1. Saliency: g = |sum over forget batches of the gradient of -CE| (model in eval mode). The mask
    keeps the top `mask_ratio` of all weights by g, one threshold over all parameters together
    (the official `generate_mask.py` ranks the concatenation of every tensor).
-2. Random-label fine-tuning (train mode): each epoch the forget samples get fresh random
-   labels and are shuffled together with the retain samples; SGD on the CE of that mixture,
-   with every gradient multiplied by the mask, so only salient weights move.
+2. Random-label fine-tuning (train mode), each epoch a pass over the forget set towards random
+   labels, then a pass over the retain set with its true labels (`RL.py`, its CIFAR-10 branch;
+   the interleaved forget/retain branch is the CIFAR-100 one); every gradient is multiplied by
+   the mask, so only salient weights move. The random labels are drawn afresh for each forget
+   batch, uniformly over all K classes (`torch.randint`, so a sample may keep its label).
 
-Defaults: the official code's (mask ratio 0.5, SGD momentum 0.9, weight decay 5e-4, batch
-256, 10 epochs, lr 0.013 (CIFAR-10 value), labels drawn uniformly over all K classes as
-`np.random.randint` does); they work unchanged on the digits MLP (class:3: forget accuracy
-100 -> 4.8 %, test_remaining 99.1 %). One deliberate difference: the official code lets SGD's
-weight decay shrink unmasked weights too; here the decay is added to the gradient before the
-mask, so unmasked weights stay exactly as they were (the paper's description).
+Follows: OPTML-Group/Unlearn-Saliency, `Classification/generate_mask.py` and
+`Classification/unlearn/RL.py`. Defaults: the official code's (mask ratio 0.5, SGD momentum 0.9,
+weight decay 5e-4, batch 256, 10 epochs, lr 0.013 (CIFAR-10 value)). Weight decay is added to
+the gradient before the mask, so unmasked weights do not move at all, as in the official code
+since its 2026-02-28 fix. Departures: none in the update rule. `wrong_labels_only` (off) draws
+among the K-1 wrong classes instead (the paper's y' != y).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from torch.nn import functional as F
 
 from ..config import setting
 from ..exceptions import ConfigError
-from ._loop import Batch, LossMethod
+from ._loop import Batch, LossMethod, Pass
 from .base import RunContext, batches, register_method
+from .random_label import random_labels
 
 
 @dataclass
@@ -42,8 +45,8 @@ class SalUnConfig:
     lr: float = setting("SGD learning rate (official CIFAR-10 value)", default=0.013, gt=0)
     momentum: float = setting("SGD momentum", default=0.9, ge=0, lt=1)
     weight_decay: float = setting("weight decay (applied to masked weights only)", default=5e-4, ge=0)
-    epochs: int = setting("passes over forget (random labels) + retain", default=10, ge=1)
-    batch_size: int = setting("samples per step, drawn from the shuffled forget + retain mixture", default=256, ge=1)
+    epochs: int = setting("epochs; each a pass over forget (random labels), then one over retain", default=10, ge=1)
+    batch_size: int = setting("samples per step, in the forget pass and in the retain pass", default=256, ge=1)
     mask_batch_size: int = setting("forget samples per batch when accumulating the saliency gradient", default=256,
                                    ge=1)
     wrong_labels_only: bool = setting(
@@ -87,10 +90,10 @@ class SalUn(LossMethod):
         cfg = self.config
         if ctx.retain is None:  # the front door enforces requires_retain; guard direct calls
             raise ConfigError("salun needs retain data")
-        (fx, fy), (rx, ry) = ctx.forget, ctx.retain
+        fx, fy = ctx.forget
         self.mask = saliency_mask(model, fx, fy, cfg.mask_ratio, cfg.mask_batch_size, ctx.generator)
         self.named = [(n, p) for n, p in model.named_parameters() if n in self.mask]
-        self.x, self.forget_y, self.retain_y = torch.cat([fx, rx]), fy, ry
+        self.x, self.y, self.n_retain = fx, fy, len(ctx.retain[1])
         self.kept = sum(int(m.sum()) for m in self.mask.values())
         return {"mask_kept": self.kept}
 
@@ -100,18 +103,19 @@ class SalUn(LossMethod):
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.config.lr, momentum=self.config.momentum)  # decay: adjust_grads
 
-    def on_epoch_start(self, epoch: int, opt: torch.optim.Optimizer, ctx: RunContext) -> None:
-        # fresh random labels for the forget part each epoch (official: a new RL dataset per epoch)
-        fy, g, k = self.forget_y, ctx.generator, ctx.num_classes
-        if self.config.wrong_labels_only:
-            shift = torch.randint(1, k, fy.shape, generator=g).to(fy.device)
-            rand = (fy + shift) % k
-        else:
-            rand = torch.randint(0, k, fy.shape, generator=g).to(fy.device)
-        self.y = torch.cat([rand, self.retain_y])
+    def passes(self, epoch: int) -> list[Pass]:
+        bs = self.config.batch_size
+        return [Pass(len(self.y), bs, self.compute_loss, "forget"), Pass(self.n_retain, bs, self.retain_loss, "retain")]
 
     def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
-        return F.cross_entropy(model(self.x[batch.idx]), self.y[batch.idx])
+        """CE of a forget batch towards labels drawn for this batch (RL.py, CIFAR-10 branch)."""
+        y = random_labels(self.y[batch.full], ctx.num_classes, ctx.generator, self.config.wrong_labels_only)
+        return F.cross_entropy(model(self.x[batch.idx]), y[batch.part])
+
+    def retain_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        assert ctx.retain is not None
+        rx, ry = ctx.retain
+        return F.cross_entropy(model(rx[batch.idx]), ry[batch.idx])
 
     @torch.no_grad()
     def adjust_grads(self, params: list[nn.Parameter]) -> None:
