@@ -51,6 +51,7 @@ def test_audit_end_to_end_ci_sized(tmp_path: Path, capsys: pytest.CaptureFixture
     (["--method", "nosuch"], "nosuch"),
     (["--set", "nosuch=1"], "unknown setting 'nosuch'"),
     (["--forget", "class:99"], "class"),
+    (["--forget", "random:30", "--method", "mumis"], "target_forget_acc"),  # refused after one training
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], msg: str) -> None:
