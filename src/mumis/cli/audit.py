@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         method_settings=method_settings, settings=settings,
         model=args.model, recipe=args.recipe, epochs=args.epochs, seed=args.seed, split_seed=split_seed,
         data_dir=args.data_dir, device=args.device, overwrite=args.overwrite,
-        progress=not getattr(args, "quiet", False), trust_model_code=args.trust_model_code,
+        progress=not getattr(args, "quiet", False) and sys.stderr.isatty(), trust_model_code=args.trust_model_code,
     )
     print(format_table(result))
     print(f"audit: {result['time_s']['total']:.1f} s -> {out}", file=sys.stderr)
