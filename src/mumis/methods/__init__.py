@@ -2,6 +2,7 @@
 one file per method, each imported here so that it registers."""
 
 from . import (
+    amun,  # noqa: F401  (registers amun, amun_retain)
     bad_teacher,  # noqa: F401
     boundary_shrink,  # noqa: F401
     finetune,  # noqa: F401
