@@ -197,7 +197,7 @@ def _run_points(stage: Path, scenario: Any, name: str, base: dict[str, Any], typ
     for i, p in enumerate(typed):
         run_dir = Path("points") / f"{i:03d}"
         done = unlearn_scenario(scenario, name, {**base, **p}, out=stage / run_dir, seed=seed,
-                                progress=progress)
+                                progress=progress, receipt=False)
         # a point that diverged is a result of the grid, not bad input
         rec = evaluate_record(scenario, done.model, done.record, metrics=_CRITERION_METRICS[criterion])
         rows.append(rec.tuning_row(index=i, settings=to_jsonable(p), run_dir=str(run_dir)))

@@ -25,7 +25,8 @@ from mumis.methods import RunContext, RunOutput, UnlearningMethod
 from mumis.testing.conformance import registered
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "methods"
-RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json"}
+RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json", "receipt.json",
+             "receipt.html"}
 
 
 @dataclass

@@ -299,7 +299,7 @@ def _run_group(
             bar.set_postfix_str(c.id, refresh=True)
         done = unlearn_scenario(scenario=scenario, method=c.entry.method,
                                 settings=c.entry.settings_for(_kind(s)), out=run_dir, seed=sd,
-                                overwrite=True, progress=False)
+                                overwrite=True, progress=False, receipt=False)
         # a cell that diverged is a result of the bench, not bad input; the model is evaluated
         # as it is in memory (the run directory holds the same weights)
         rec = evaluate_record(scenario, done.model, done.record, **settings)

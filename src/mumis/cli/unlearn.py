@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="retrained model's run directory; its split must match this one")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    p.add_argument("--no-receipt", action="store_true",
+                   help="skip the deletion receipt (receipt.json / receipt.html, checked by `mumis verify`)")
     add_trust_model_code(p)
     p.set_defaults(func=run)
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, device=args.device, reference=args.reference, out=args.out,
         overwrite=args.overwrite, progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
         trust_model_code=args.trust_model_code,
-        fail_on_divergence=True,
+        fail_on_divergence=True, receipt=not args.no_receipt,
     )
     from .. import distributed
 

@@ -86,8 +86,8 @@ def render_html(receipt: dict[str, Any]) -> str:
         "<h2>Checking this receipt</h2>",
         f"<p><code>mumis verify RUN_DIR</code> recomputes every hash and the evidence from the files and "
         f"the data. payload sha256 {_code(receipt['payload_sha256'])}</p>",
-        f"<p class=small>Created {html.escape(str(receipt.get('created')))} (not hashed). "
-        f"{html.escape(str(receipt.get('note', '')))}</p>",
+        # no creation time here: identical runs give byte-identical pages (receipt.json has it)
+        f"<p class=small>{html.escape(str(receipt.get('note', '')))}</p>",
     ]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>Deletion receipt "
             f"{html.escape(p['request_id'])}</title><style>{_STYLE}</style></head><body>\n"

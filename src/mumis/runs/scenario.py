@@ -110,6 +110,7 @@ class Scenario:
     data_dir: str | Path | None  # as given; None: the checkpoint's (see `data_folder`)
     device: torch.device
     reference: Reference | None = None
+    trust_model_code: TrustModelCode = False  # as given to `load`; reused to reread the files it wrote
 
     @classmethod
     def load(
@@ -149,7 +150,7 @@ class Scenario:
                                  trust_model_code=trust_model_code)
         return cls(checkpoint=Path(checkpoint), model=model, meta=meta, bundle=bundle, manifest=manifest,
                    splits=make_splits(bundle, manifest), forget_spec=forget, split_seed=seed_split,
-                   data_dir=data_dir, device=dev, reference=ref)
+                   data_dir=data_dir, device=dev, reference=ref, trust_model_code=trust_model_code)
 
     @property
     def data_folder(self) -> str | Path | None:

@@ -64,6 +64,7 @@ def unlearn_run(
     progress: bool = False,
     trust_model_code: TrustModelCode = False,
     fail_on_divergence: bool = False,
+    receipt: bool = True,
 ) -> UnlearnRun:
     """Unlearn `forget` from the model in `checkpoint` and write a run directory `out`.
 
@@ -88,7 +89,7 @@ def unlearn_run(
     scenario = Scenario.load(checkpoint, forget, reference=reference, split_seed=split_seed,
                              data_dir=data_dir, device=device, trust_model_code=trust_model_code)
     return unlearn_scenario(scenario, name, settings, out=out, seed=seed, overwrite=overwrite,
-                            progress=progress, fail_on_divergence=fail_on_divergence)
+                            progress=progress, fail_on_divergence=fail_on_divergence, receipt=receipt)
 
 
 def _check_distributed_method(name: str) -> None:
@@ -112,6 +113,7 @@ def unlearn_scenario(
     overwrite: bool = False,
     progress: bool = False,
     fail_on_divergence: bool = False,
+    receipt: bool = True,
 ) -> UnlearnRun:
     """Run `method` with `settings` (checked) on a copy of the scenario's model; write `out`.
 
@@ -123,6 +125,10 @@ def unlearn_scenario(
             kept no update (the model is the untouched original) or left inf/NaN weights. When
             False (bench, tune: a diverged cell is a result), the run is written with
             `result.json` `status: "diverged"`.
+        receipt: also write the deletion receipt (`receipt.json`, `receipt.html`; see
+            `mumis.receipts`), built from the files just written, so `mumis verify` holds on them.
+            The bench and tune cells skip it (a few seconds each, and they are compared with a
+            retrained model anyway).
     Returns:
         UnlearnRun; its record's `status` is "ok" or "diverged" (the method reported a
         non-finite loss or a divergence and the weights are those of its last finite step),
@@ -161,6 +167,11 @@ def unlearn_scenario(
                          uses_retain=retain is not None)
         if stage is not None:
             _write(stage, done)
+            if receipt:
+                from ..receipts import write_receipt
+
+                write_receipt(stage, original=scenario.checkpoint, trust_model_code=scenario.trust_model_code,
+                              final_dir=out)
     distributed.barrier()  # the run directory exists on return, on every rank
     return done
 
