@@ -128,26 +128,7 @@ def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: Outp
             p.requires_grad_(True)
         handles = [m.register_forward_hook(recorder(n)) for n, m in named]
         try:
-            with torch.enable_grad():
-                logits = _logits_of(model(xs), output_key, xs.shape[0])
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xs.shape[0]:
-                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                    raise ModelError(
-                        f"model output must be logits of shape (N, K) = ({xs.shape[0]}, K), got "
-                        f"{shape}; return a tensor of class scores from forward()"
-                    )
-                (g,) = torch.autograd.grad(logits[:, 0].sum(), xs, create_graph=True, allow_unused=True)
-                if g is None:
-                    raise ModelError(
-                        "the model's output does not depend on its input (input gradient is None); "
-                        "check that forward() uses x and does not detach it"
-                    )
-                if not g.requires_grad:
-                    raise ModelError(
-                        "the input gradient does not depend on the weights, so it cannot be "
-                        "differentiated again; check that forward() does not detach tensors"
-                    )
-                grads = torch.autograd.grad(g.pow(2).sum(), params, allow_unused=True)
+            grads = _second_order_grads(model, xs, params, output_key)
         except RuntimeError as e:
             msg = str(e).splitlines()[0].split(" Hint:")[0].rstrip(".")
             missing = re.search(r"derivative for aten::(\w+?)_backward is not implemented", msg)
@@ -162,6 +143,31 @@ def check_double_backward(model: nn.Module, x: torch.Tensor, *, output_key: Outp
     if all(gr is None for gr in grads):
         raise ModelError("second-order gradients reach no parameter; check that forward() does not "
                          "detach tensors")
+
+
+def _second_order_grads(model: nn.Module, xs: torch.Tensor, params: list[nn.Parameter],
+                        output_key: OutputKey | None) -> tuple[torch.Tensor | None, ...]:
+    """d (g**2).sum() / d params for g = d logits[:, 0].sum() / d xs; ModelError on a bad output."""
+    with torch.enable_grad():
+        logits = _logits_of(model(xs), output_key, xs.shape[0])
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xs.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ModelError(
+                f"model output must be logits of shape (N, K) = ({xs.shape[0]}, K), got "
+                f"{shape}; return a tensor of class scores from forward()"
+            )
+        (g,) = torch.autograd.grad(logits[:, 0].sum(), xs, create_graph=True, allow_unused=True)
+        if g is None:
+            raise ModelError(
+                "the model's output does not depend on its input (input gradient is None); "
+                "check that forward() uses x and does not detach it"
+            )
+        if not g.requires_grad:
+            raise ModelError(
+                "the input gradient does not depend on the weights, so it cannot be "
+                "differentiated again; check that forward() does not detach tensors"
+            )
+        return torch.autograd.grad(g.pow(2).sum(), params, allow_unused=True)
 
 
 def _no_second_derivative(model: nn.Module, op: str, msg: str) -> str:
