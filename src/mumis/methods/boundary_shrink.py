@@ -11,17 +11,19 @@ finds the class across the nearest decision boundary: the neighbour label
 The model is then fine-tuned with cross-entropy on the clean forget samples labelled y_nbi, which
 shrinks the forget class's region into its neighbours'. Forget data only.
 
-Follows: TY-LEE-KR/Boundary-Unlearning-Code, `boundary_shrink` (the same loop as SalUn's
-`Classification/unlearn/boundary_sh.py`): FGSM on a frozen copy of the original, the adversarial
-image rounded to 1/255 (`discretize`), the label the plain argmax on it, and SGD with momentum 0.9
-at lr 1e-5 with `bound` 0.1; these are the defaults. When the step does not cross a boundary
-the argmax is the true label and the official code keeps it (36-53 % of the digits forget
-samples): those samples are fine-tuned towards their own label. `exclude_true_label` (off by
-default) takes the best wrong class instead, the reading the paper's text suggests.
-Departures: 10 epochs of batch 64 on our data; we fine-tune in eval mode (BatchNorm statistics
-of a one-class forget set would overwrite the running averages; dropout would use the global
-RNG). The official lr barely moves an MLP on a ~140-image digits class; the digits-adapted preset
-`configs/methods/adapted/boundary_shrink.yaml` (lr 1e-3, exclude_true_label) forgets class:3.
+Follows: TY-LEE-KR/Boundary-Unlearning-Code, `boundary_unlearning.py::boundary_shrink` with
+`adv_generator.py::FGSM` (the same loop as SalUn's `Classification/unlearn/boundary_sh.py`):
+FGSM on a frozen copy of the original, the adversarial image clipped to [0, 1] and rounded to
+1/255 (`discretize`), the label the plain argmax on it, SGD with momentum 0.9 at lr 1e-5,
+`bound` 0.1, 10 epochs (`poison_epoch`); these are the defaults. When the step crosses no
+boundary the argmax is the true label and the official code keeps it (36-53 % of the digits
+forget samples): those samples are fine-tuned towards their own label. `exclude_true_label`
+(off by default) takes the best wrong class instead, the reading the paper's text suggests.
+Departures: batches of 64; we fine-tune in eval mode, the official code in train mode
+(BatchNorm statistics of a one-class forget set would overwrite the running averages; dropout
+would use the global RNG). The official lr barely moves an MLP on a ~140-image digits class;
+the digits-adapted preset `configs/methods/adapted/boundary_shrink.yaml` (lr 1e-3,
+exclude_true_label) forgets class:3.
 """
 
 from __future__ import annotations

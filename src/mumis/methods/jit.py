@@ -20,14 +20,13 @@ Follows: `lipschitz.py` (`Lipschitz.modify_weight`, called by `forget_*_strategi
   never between batches: step k moves the weights by -lr * (g_1 + ... + g_k). Our loop zeroes
   them, so `adjust_grads` keeps the running sum (the base has no "do not zero" hook);
 - one pass: `n_epochs` is passed to the class but never read.
-Defaults: lr 3e-4 and noise std 0.5 (the paper's JiT settings, as the issue-17 reading of the
-official scripts gives them), N = 25, batches of 128: with these the issue's run of the official
-loop reached forget accuracy 0.7 % / test_remaining 87.4 % on digits class:3, and so does this
-implementation (0.7 / 87.6). The batch size matters with a summed loss and accumulated
-gradients (32: forget 0 %, test_remaining 69.7 %; 64: 0 / 78.6). I could not read the
-scripts' forget-loader size in the stored copy of the repository; 128 is the value that
-reproduces the issue's numbers. `epochs` is a setting (default 1, the official single pass).
-Model in eval mode throughout (the official code does not say; no BatchNorm statistics move).
+Defaults: the full-class script's (`forget_full_class_main.py`, its non-ViT (VGG16) branch:
+`lipschitz_weighting` 0.5 = noise std, `learning_rate` 3e-4, `n_epochs` 1, `n_samples` 25;
+`-b` 128 = forget batch). On digits class:3 they give forget accuracy 0.7 % / test_remaining
+87.6 % (issue 17's run of the official loop: 0.7 / 87.4). The batch size matters with a summed
+loss and accumulated gradients (32: 0 / 69.7; 64: 0 / 78.6). Departures: `epochs` is a setting
+(default 1, the single pass), and the model stays in eval mode (the official code does not set
+a mode; no BatchNorm statistics move).
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ via Gradient-based Weight Saliency in Both Image Classification and Generation",
 Follows: OPTML-Group/Unlearn-Saliency, `Classification/generate_mask.py` and
 `Classification/unlearn/RL.py`. Defaults: the official code's (mask ratio 0.5, SGD momentum 0.9,
 weight decay 5e-4, batch 256, 10 epochs, lr 0.013 (CIFAR-10 value)). Weight decay is added to
-the gradient before the mask, so unmasked weights do not move at all, as in the official code
-since its 2026-02-28 fix. Departures: none in the update rule. `wrong_labels_only` (off) draws
-among the K-1 wrong classes instead (the paper's y' != y).
+the gradient before the mask, so unmasked weights do not move at all (the paper's description).
+Issue 17 reports the official code fixed that way on 2026-02-28; the stored copy I could read
+(`Classification/unlearn/impl.py` at 1ceff3f) still passes `weight_decay` to the SGD optimiser
+while `RL.py` masks only the gradient, so there unmasked weights decay too. Otherwise no
+departure. `wrong_labels_only` (off) draws among the K-1 wrong classes instead (y' != y).
 """
 
 from __future__ import annotations
