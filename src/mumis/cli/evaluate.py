@@ -1,6 +1,7 @@
 """`mumis evaluate`: every metric (docs/evaluation.md) of a run's model, against the retrained model.
 
     mumis evaluate --checkpoint runs/mumis --forget class:3 --reference runs/retrained \\
+        [--reference runs/retrained-seed1 ...]
         [--json metrics.json] [--metrics accuracy,mia,divergence,sensitivity,recovery]
         [--recovery relearn_steps=50 ...] [--plot sens.png]
 
@@ -8,7 +9,9 @@ The forget spec is resolved on the checkpoint's dataset with the checkpoint's sp
 `--split-seed`); with `--reference` the retrained model must have been trained on exactly that
 split (same manifest hash). Prints a table (metric, model, reference, |diff|, meaning);
 `--json FILE` writes `{"model": {...}, "reference": {...}, "diff": {...}, "gap_paper": x,
-"gap_salun": y, ...}` (reference, diff and gaps only with a reference).
+"gap_salun": y, ...}` (reference, diff and gaps only with a reference). `--reference` repeated
+with retrained models of other seeds adds the retraining floor: each one's values, its distance
+to the first reference and "within the floor" yes/no per distance (the `floor` block of --json).
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", required=True, metavar="SPEC",
                    help="class:3, class:3,5, subclass:NAME_OR_ID, random:0.1, random:600 or "
                         "indices:FILE")
-    p.add_argument("--reference", metavar="DIR",
-                   help="run directory of the retrained model (`mumis train --forget SPEC`)")
+    p.add_argument("--reference", metavar="DIR", action="append", default=None,
+                   help="run directory of the retrained model (`mumis train --forget SPEC`); "
+                        "repeat it with retrained models of other seeds for the retraining "
+                        "floor (how far they are from the first, beside the model's distance)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("--metrics", default=DEFAULT_CLI_METRICS, metavar="LIST",
                    help="comma-separated groups: accuracy, mia (or mia_efficacy, mia_entropy, "
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     # Checked before the evaluation runs, so a bad path does not cost the whole evaluation.
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot")
-    reads = [args.checkpoint, args.reference, args.data_dir, args.forget.partition("indices:")[2] or None]
+    reads = [args.checkpoint, *(args.reference or []), args.data_dir, args.forget.partition("indices:")[2] or None]
     for flag in ("--json", "--plot"):  # never into the runs or data being read
         check_outside(getattr(args, flag[2:]), flag, reads)
     if args.plot and not str(args.plot).lower().endswith((".png", ".pdf", ".svg")):

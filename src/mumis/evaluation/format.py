@@ -63,8 +63,20 @@ def _sensitivity_markdown(sens: dict[str, Any], model_name: str, reference_name:
 
 
 def _metric_rows(rep: EvaluationReport) -> list[list[str]]:
-    """One row per metric key the model has: key, value(s), meaning; then the gaps."""
+    """One row per metric key the model has: key, value(s), meaning; then the gaps. With a
+    floor: each further reference's value, then the floor and "within the floor" yes/no."""
+    from .floor import floor_text, within_text
+
     m, ref = rep.model_metrics, rep.reference_metrics
+    floor = rep.floor
+    others = [r["metrics"] for r in floor["references"]] if floor else []
+
+    def floor_cells(k: str) -> list[str]:
+        if not floor:
+            return []
+        e = floor["metrics"].get(k)
+        return ["", ""] if e is None else [floor_text(e, lambda v: fmt_value(v, k)), within_text(e)]
+
     rows = []
     for k in METRIC_KEYS:
         if k not in m:
@@ -72,16 +84,20 @@ def _metric_rows(rep: EvaluationReport) -> list[list[str]]:
         row = [k, fmt_value(m[k], k)]
         if ref is not None:
             d = abs(m[k] - ref[k]) if k in ref else None
-            row += [fmt_value(ref.get(k), k), fmt_value(d, k)]
-        rows.append(row + [MEANING[k]])
+            # a further retrain's divergence to itself is not measured; its distance is the floor
+            row += [fmt_value(ref.get(k), k), *(fmt_value(o.get(k), k) for o in others), fmt_value(d, k)]
+        rows.append(row + floor_cells(k) + [MEANING[k]])
     if ref is not None:
+        blank = [""] * (2 + len(others))
         keys = ", ".join(gap_paper_keys(rep.classwise))
-        rows.append(["gap_paper", fmt_value(rep.gap_paper), "", "", MEANING["gap_paper"].format(keys=keys)])
+        rows.append(["gap_paper", fmt_value(rep.gap_paper), *blank, *floor_cells("gap_paper"),
+                     MEANING["gap_paper"].format(keys=keys)])
         keys = ", ".join(gap_salun_keys(rep.classwise))
-        rows.append(["gap_salun", fmt_value(rep.gap_salun), "", "", MEANING["gap_salun"].format(keys=keys)])
+        rows.append(["gap_salun", fmt_value(rep.gap_salun), *blank, *floor_cells("gap_salun"),
+                     MEANING["gap_salun"].format(keys=keys)])
         if rep.recovery is not None:
             keys = ", ".join(gap_recovery_keys(rep.classwise))
-            rows.append(["gap_recovery", fmt_value(rep.gap_recovery), "", "",
+            rows.append(["gap_recovery", fmt_value(rep.gap_recovery), *blank, *floor_cells("gap_recovery"),
                          MEANING["gap_recovery"].format(keys=keys)])
     return rows
 
@@ -91,8 +107,18 @@ def report_markdown(rep: EvaluationReport, *, model_name: str = "model",
     """`EvaluationReport.to_markdown`: the metric table, then notes and the sensitivity table."""
     sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
     lines = [f"Evaluation: {rep.kind} forgetting ({sizes}); seed {rep.seed}", ""]
-    head = ["metric", model_name] + ([reference_name, "abs diff"] if rep.reference_metrics else []) + ["meaning"]
+    head = ["metric", model_name]
+    if rep.reference_metrics:
+        others = [r["name"] for r in rep.floor["references"]] if rep.floor else []
+        head += [reference_name, *others, "abs diff"]
+        if rep.floor:
+            head += [f"floor ({others[0]} vs {reference_name})" if len(others) == 1
+                     else f"floor (mean ± sd of {len(others)} vs {reference_name})", "within floor"]
+    head += ["meaning"]
     lines.append(markdown_table(head, _metric_rows(rep)))
+    if rep.floor:
+        lines += ["", f"Floor: the distance of another retrained model to {reference_name}, "
+                  f"key by key; {rep.floor['rule']}."]
     notes = [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
              for name, dd in rep.mia_details.items() for k, d in dd.items()
              if "note" in d or "skipped" in d]

@@ -38,6 +38,7 @@ class EvaluationReport:
         seed: seed of every subsample.
         recovery: the recovery audits' settings, data and per-model notes (None when the
             'recovery' group was not computed).
+        floor: the retraining floor (None with fewer than two references).
     """
 
     model_metrics: dict[str, float]
@@ -52,6 +53,9 @@ class EvaluationReport:
     seed: int
     fingerprint: str = ""
     recovery: dict[str, Any] | None = None
+    #: with retrained references 2.. (`mumis.evaluation.floor.floor_block`): each one's metrics
+    #: and, per distance key, the model's distance to the first beside theirs
+    floor: dict[str, Any] | None = None
     # Kept for reuse as a reference and for plots; never serialised.
     forget_logits: torch.Tensor | None = field(default=None, repr=False)
     sensitivity_values: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -137,6 +141,8 @@ class EvaluationReport:
             out["sensitivity"] = self.sensitivity
         if self.recovery is not None:
             out["recovery"] = self.recovery
+        if self.floor is not None:
+            out["floor"] = self.floor
         return to_jsonable(out)
 
     def to_markdown(self, *, model_name: str = "model", reference_name: str = "retrain") -> str:

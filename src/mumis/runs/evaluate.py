@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ def evaluate_run(
     *,
     checkpoint: str | Path,
     forget: str,
-    reference: str | Path | None = None,
+    reference: str | Path | Sequence[str | Path] | None = None,
     metrics: list[str] | None = None,
     seed: int = 0,
     split_seed: int | None = None,
@@ -38,6 +39,9 @@ def evaluate_run(
         checkpoint: run directory of the model to evaluate.
         forget: forget spec, resolved on the checkpoint's dataset.
         reference: run directory of the retrained model; its manifest must equal this split's.
+            A list of several (retrained models with other seeds): the first is the reference,
+            the others give the retraining floor (`EvaluationReport.floor`); each must use
+            the same split.
         metrics: metric groups (see `mumis.evaluation.METRIC_GROUPS`); default: all.
         seed: seed of the attacks and of the sensitivity subsample.
         split_seed: seed of `random:` specs (default: the checkpoint's).
@@ -71,8 +75,8 @@ def evaluate_record(scenario: Scenario, model: nn.Module, record: RunRecord, **s
     `settings` are `mumis.evaluate`'s (metrics, seed, ...); the reference is evaluated once per
     set of settings (`Scenario.evaluate`).
     """
-    if scenario.reference is not None:
-        scenario.reference.report(scenario.splits, **settings)  # not part of this model's time
+    for ref in ([scenario.reference] if scenario.reference else []) + scenario.floor_references:
+        ref.report(scenario.splits, **settings)  # not part of this model's time
     t = time.perf_counter()
     report = scenario.evaluate(model, **settings)
     return record.evaluated(report, time.perf_counter() - t)

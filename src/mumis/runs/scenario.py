@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import CheckpointError, DataError
+from ..exceptions import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -56,8 +57,11 @@ class Reference:
 
     @classmethod
     def load(cls, path: str | Path, manifest: Manifest, split_seed: int, num_classes: int, *,
-             device: torch.device, trust_model_code: TrustModelCode = False) -> Reference:
+             device: torch.device, trust_model_code: TrustModelCode = False,
+             seed_label: bool = False) -> Reference:
         """Check that the run in `path` used exactly this split and predicts as many classes.
+
+        `seed_label`: name it "retrain (seed S)" (a further reference, beside the first).
 
         Raises:
             CheckpointError: not a run directory. ConfigError: another split. DataError: another
@@ -70,6 +74,8 @@ class Reference:
         if k != num_classes:
             raise DataError(f"reference {str(path)!r} predicts {k} classes, the model {num_classes}")
         name = "retrain" if meta.get("kind") == "train" and meta.get("forget_spec") else "reference"
+        if seed_label and meta.get("seed") is not None:
+            name = f"{name} (seed {meta['seed']})"
         return cls(path=Path(path), meta=meta, name=name, device=device, trust_model_code=trust_model_code)
 
     def model(self) -> nn.Module:
@@ -111,6 +117,8 @@ class Scenario:
     device: torch.device
     reference: Reference | None = None
     trust_model_code: TrustModelCode = False  # as given to `load`; reused to reread the files it wrote
+    #: retrained models 2.. (other seeds): their distance to `reference` is the retraining floor
+    floor_references: list[Reference] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -118,7 +126,7 @@ class Scenario:
         checkpoint: str | Path,
         forget: str,
         *,
-        reference: str | Path | None = None,
+        reference: str | Path | Sequence[str | Path] | None = None,
         split_seed: int | None = None,
         data_dir: str | Path | None = None,
         device: str | torch.device = "auto",
@@ -126,6 +134,9 @@ class Scenario:
     ) -> Scenario:
         """Load the checkpoint and its dataset, resolve `forget` with the checkpoint's split seed
         (or `split_seed`) and, with `reference`, check that the reference used the same split.
+
+        `reference` may list several run directories (retrained models with other seeds): the
+        first is the reference, the others `floor_references`; every one must use the split.
 
         Raises:
             CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
@@ -144,13 +155,17 @@ class Scenario:
         seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
         manifest = resolve_manifest(forget, bundle, seed=seed_split)
         _check_label_space(forget, manifest, meta)
-        ref = None
-        if reference is not None:
-            ref = Reference.load(reference, manifest, seed_split, manifest.num_classes, device=dev,
-                                 trust_model_code=trust_model_code)
+        paths = [] if reference is None else (
+            [reference] if isinstance(reference, str | Path) else list(reference))
+        _check_distinct(paths)
+        refs = [Reference.load(p, manifest, seed_split, manifest.num_classes, device=dev,
+                               trust_model_code=trust_model_code, seed_label=i > 0)
+                for i, p in enumerate(paths)]
+        ref = refs[0] if refs else None
         return cls(checkpoint=Path(checkpoint), model=model, meta=meta, bundle=bundle, manifest=manifest,
                    splits=make_splits(bundle, manifest), forget_spec=forget, split_seed=seed_split,
-                   data_dir=data_dir, device=dev, reference=ref, trust_model_code=trust_model_code)
+                   data_dir=data_dir, device=dev, reference=ref, trust_model_code=trust_model_code,
+                   floor_references=refs[1:])
 
     @property
     def data_folder(self) -> str | Path | None:
@@ -167,7 +182,31 @@ class Scenario:
         from ..evaluation import evaluate
 
         ref = None if self.reference is None else self.reference.report(self.splits, **settings)
-        return evaluate(model, self.splits, reference=ref, **settings)
+        report = evaluate(model, self.splits, reference=ref, **settings)
+        if ref is not None and self.floor_references:
+            report.floor = self.floor(report, **settings)
+        return report
+
+    def floor(self, report: EvaluationReport, **settings: Any) -> dict[str, Any]:
+        """The floor block of `report` (a model against `reference`): every further reference's
+        own metrics and its distance to the first, key by key (`evaluation.floor.floor_block`)."""
+        from ..evaluation.floor import floor_block
+
+        assert self.reference is not None
+        first = self.reference.report(self.splits, **settings)
+        others = [(r.name, r.report(self.splits, **settings)) for r in self.floor_references]
+        return floor_block(report, first, others)
+
+
+def _check_distinct(paths: list[str | Path]) -> None:
+    """ConfigError when a reference is given twice (its distance to itself is no floor)."""
+    seen: set[Path] = set()
+    for p in paths:
+        r = Path(p).resolve()
+        if r in seen:
+            raise ConfigError(f"reference {str(p)!r} is given twice; each further reference must be "
+                              "another retrained model (e.g. `mumis train --forget SPEC --seed 1`)")
+        seen.add(r)
 
 
 def _check_label_space(forget: str, manifest: Manifest, meta: dict[str, Any]) -> None:
