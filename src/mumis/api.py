@@ -40,10 +40,12 @@ class UnlearnResult:
     stop_reason: str
     peak_mem_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    data_used: list[str] = field(default_factory=lambda: ["forget"])  # forget / retain / holdout
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "time_s": self.time_s, "steps": self.steps,
-                "stop_reason": self.stop_reason, "peak_mem_mb": self.peak_mem_mb}
+                "stop_reason": self.stop_reason, "peak_mem_mb": self.peak_mem_mb,
+                "data_used": list(self.data_used)}
 
 
 def to_tensors(data: DataLike, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,6 +150,7 @@ def unlearn(
     method: str = "mumis",
     *,
     retain: DataLike | None = None,
+    holdout: DataLike | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     inplace: bool = False,
@@ -170,6 +173,10 @@ def unlearn(
         forget: the data to forget: (X, y) tensors, a Dataset or a DataLoader.
         method: a registered method name (`mumis.list_methods()`).
         retain: remaining data, only for methods that declare they need it.
+        holdout: unseen samples of the training distribution (a validation split neither this
+            model nor a retrained one trained on), only for methods that declare
+            `needs_holdout` ("optional" or "required"; see `mumis methods`). MU-Mis then stops
+            when the forget set looks like it (see docs/mumis.md).
         seed: seeds every random choice of the method (deterministic on CPU).
         device: 'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.
         inplace: change and return the caller's model instead of a copy.
@@ -180,7 +187,8 @@ def unlearn(
             An output object with a `.logits` tensor (Hugging Face style) needs no key.
         **config: the method's settings (see `mumis methods NAME`); unknown keys are an error.
     Returns:
-        UnlearnResult with the unlearned model, resolved config, history, time_s, steps, stop_reason;
+        UnlearnResult with the unlearned model, resolved config, history, time_s, steps, stop_reason,
+        data_used (which of forget / retain / holdout the method read);
         `extra` adds `inplace_converted` and `output_key` when the model needed them.
     Raises:
         ConfigError: unknown method or setting, bad value, retain data given to (or missing for)
@@ -197,6 +205,7 @@ def unlearn(
         raise ConfigError(
             f"method {method!r} is remaining-data-free and must not be handed retain data; drop retain="
         )
+    _check_holdout_use(cls, method, holdout)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_output_key(output_key)
@@ -204,9 +213,12 @@ def unlearn(
     dev = resolve_device(device)
     fx, fy = to_tensors(forget, "forget")
     rx_ry = to_tensors(retain, "retain") if retain is not None else None
+    hx_hy = to_tensors(holdout, "holdout") if holdout is not None else None
     check_input_dtype(model, fx, "forget")
     if rx_ry is not None:
         check_input_dtype(model, rx_ry[0], "retain")
+    if hx_hy is not None:
+        check_input_dtype(model, hx_hy[0], "holdout")
 
     target = model if inplace else copy.deepcopy(model)
     switched: contextlib.AbstractContextManager[list[str]] = (
@@ -221,6 +233,9 @@ def unlearn(
         if rx_ry is not None:
             probe_model(target, rx_ry[0], output_key=key, what="retain", labels=rx_ry[1])
             check_labels(rx_ry[1], k, "retain")
+        if hx_hy is not None:
+            probe_model(target, hx_hy[0], output_key=key, what="holdout", labels=hx_hy[1])
+            check_labels(hx_hy[1], k, "holdout")
         if cls.needs_double_backward:
             from .models.checks import check_double_backward
 
@@ -230,6 +245,7 @@ def unlearn(
             forget=(fx.to(dev), fy.to(dev)),
             retain=None if rx_ry is None else (rx_ry[0].to(dev), rx_ry[1].to(dev)),
             num_classes=k, generator=make_generator(seed), device=dev, progress=progress,
+            holdout=None if hx_hy is None else (hx_hy[0].to(dev), hx_hy[1].to(dev)),
         )
         from .training import choose_threads, torch_threads
 
@@ -261,4 +277,16 @@ def unlearn(
     return UnlearnResult(
         model=target, method=method, config=config_to_dict(algo.config), history=out.history,
         time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=extra,
+        data_used=cls.data_used(retain=rx_ry is not None, holdout=hx_hy is not None),
     )
+
+
+def _check_holdout_use(cls: type[UnlearningMethod], method: str, holdout: DataLike | None) -> None:
+    """ConfigError when a holdout is handed to a method that does not declare one, or is
+    missing for a method that requires it."""
+    if cls.needs_holdout == "required" and holdout is None:
+        raise ConfigError(f"method {method!r} needs a holdout (samples no model trained on); pass "
+                          "holdout=(X, y), or train the run with `mumis train --holdout 0.05`")
+    if cls.needs_holdout == "no" and holdout is not None:
+        raise ConfigError(f"method {method!r} does not use a holdout; drop holdout= (methods that do: "
+                          f"{', '.join(n for n in list_methods() if get_method(n).needs_holdout != 'no')})")

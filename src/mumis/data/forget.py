@@ -23,7 +23,7 @@ from ..utils import hash_arrays
 from .base import DatasetBundle, LabelSpace
 
 SpecKind = Literal["class", "subclass", "random", "indices"]
-SPEC_HELP = "use class:K[,K...], subclass:NAME_OR_ID, random:FRACTION_OR_COUNT or indices:FILE"
+SPEC_HELP = "use class:K[,K...], subclass:NAME_OR_ID, random:FRACTION_OR_COUNT (0.1, 10%, 600) or indices:FILE"
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ def parse_forget_spec(text: str) -> ForgetSpec:
     if kind == "subclass":
         return ForgetSpec(kind="subclass", text=text, subclass=arg)
     if kind == "random":
+        if arg.endswith("%"):
+            return ForgetSpec(kind="random", text=text, fraction=_percent(text, arg[:-1].strip()))
         if re.fullmatch(r"\d+", arg):
             n = int(arg)
             if n < 1:
@@ -80,6 +82,18 @@ def parse_forget_spec(text: str) -> ForgetSpec:
         return ForgetSpec(kind="indices", text=text, path=arg)
     hint = did_you_mean(kind, ["class", "subclass", "random", "indices"])
     raise DataError(f"unknown forget spec kind {kind!r} in {text!r}.{hint} {SPEC_HELP}")
+
+
+def _percent(text: str, number: str) -> float:
+    """The fraction of `random:P%` (P strictly between 0 and 100)."""
+    try:
+        pct = float(number)
+    except ValueError:
+        pct = float("nan")
+    if not 0.0 < pct < 100.0:  # also NaN
+        raise DataError(f"forget spec {text!r}: the percentage must be a number strictly between 0 and 100, "
+                        "e.g. random:1% or random:10%")
+    return pct / 100.0
 
 
 def read_index_file(path: str | Path) -> np.ndarray:
@@ -136,11 +150,16 @@ class Manifest:
     test_remaining: np.ndarray | None = None  # test indices of kept classes (class/sub-class)
     test_forgotten: np.ndarray | None = None  # test indices of the forgotten class(es)
     hash: str = ""
+    #: train indices held out of every model of the run (a validation split no model trained
+    #: on, see `draw_holdout`), sorted; None: none (runs made before the holdout existed)
+    holdout: np.ndarray | None = None
 
     def compute_hash(self) -> str:
         parts: list[Any] = [self.dataset, self.kind, self.seed, self.label_space, self.num_classes,
                             list(self.forgotten_classes), self.forget, self.retain,
                             self.test_remaining, self.test_forgotten]
+        if self.holdout is not None and len(self.holdout):  # absent: the hash of older runs
+            parts.append(self.holdout)
         return hash_arrays(*parts)
 
     def same_split(self, other: Manifest) -> bool:
@@ -153,7 +172,13 @@ class Manifest:
                 == (other.dataset, other.kind, other.label_space, other.num_classes, list(other.forgotten_classes))
                 and all(eq(a, b) for a, b in ((self.forget, other.forget), (self.retain, other.retain),
                                               (self.test_remaining, other.test_remaining),
-                                              (self.test_forgotten, other.test_forgotten))))
+                                              (self.test_forgotten, other.test_forgotten)))
+                and np.array_equal(self.held_out, other.held_out))
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """The holdout's train indices (empty when there is none)."""
+        return np.zeros(0, dtype=np.int64) if self.holdout is None else self.holdout
 
     def to_dict(self) -> dict[str, Any]:
         def arr(a: np.ndarray | None) -> list[int] | None:
@@ -165,6 +190,7 @@ class Manifest:
             "forgotten_classes": list(self.forgotten_classes), "hash": self.hash,
             "forget": arr(self.forget), "retain": arr(self.retain),
             "test_remaining": arr(self.test_remaining), "test_forgotten": arr(self.test_forgotten),
+            **({} if self.holdout is None else {"holdout": arr(self.holdout)}),
         }
 
     @classmethod
@@ -180,7 +206,7 @@ class Manifest:
                 forget=arr(d["forget"]), retain=arr(d["retain"]),  # type: ignore[arg-type]
                 test_remaining=arr(d.get("test_remaining")),
                 test_forgotten=arr(d.get("test_forgotten")),
-                hash=d.get("hash", ""),
+                hash=d.get("hash", ""), holdout=arr(d.get("holdout")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"malformed split manifest (missing or bad field: {e})") from None
@@ -203,14 +229,73 @@ class Manifest:
         atomic_write_text(path, json.dumps(self.to_dict()) + "\n")
 
 
-def full_manifest(bundle: DatasetBundle, label_space: LabelSpace = "fine") -> Manifest:
-    """The manifest of an original model trained on all training data (nothing forgotten)."""
-    n = len(bundle.y_train)
+def full_manifest(bundle: DatasetBundle, label_space: LabelSpace = "fine",
+                  holdout: np.ndarray | None = None) -> Manifest:
+    """The manifest of an original model trained on all training data (nothing forgotten)
+    except the `holdout` indices, if any."""
+    keep = np.ones(len(bundle.y_train), dtype=bool)
+    held = _check_holdout(holdout, len(keep))
+    if held is not None:
+        keep[held] = False
     m = Manifest(dataset=bundle.name, spec="none", kind="indices", seed=0, label_space=label_space,
                  num_classes=bundle.num_classes_in(label_space), forgotten_classes=[],
-                 forget=np.zeros(0, dtype=np.int64), retain=np.arange(n, dtype=np.int64))
+                 forget=np.zeros(0, dtype=np.int64), retain=np.flatnonzero(keep).astype(np.int64),
+                 holdout=held)
     m.hash = m.compute_hash()
     return m
+
+
+def parse_holdout(value: str | float | int) -> float | int:
+    """`--holdout` as a fraction in [0, 1) (`0.05`, `5%`) or a count (`300`); 0 disables it."""
+    text = str(value).strip()
+    how = "give a fraction such as 0.05, a percentage such as 5%, a count such as 300, or 0 for none"
+    try:
+        if text.endswith("%"):
+            number: float | int = float(text[:-1]) / 100.0
+        elif re.fullmatch(r"\d+", text):
+            number = int(text)
+        else:
+            number = float(text)
+    except ValueError:
+        raise DataError(f"--holdout {text!r} is not a number; {how}") from None
+    if isinstance(number, float) and not 0.0 <= number < 1.0:  # also NaN
+        raise DataError(f"--holdout {text!r} is out of range; {how} (a fraction lies in [0, 1))")
+    return number
+
+
+def draw_holdout(bundle: DatasetBundle, size: float | int, seed: int) -> np.ndarray | None:
+    """A seeded, class-stratified validation split of the training set: train indices, sorted.
+
+    `size` is a fraction of the training set (rounded per class, at least one sample of each
+    class with two or more) or a total count (spread over the classes in proportion); 0 gives
+    None. Stratified on the fine labels, so the split is the same in either label space and for
+    every forget spec: the original and the retrained models of a run hold out the same samples.
+    """
+    if not size:
+        return None
+    y = bundle.y_train.numpy()
+    n = len(y)
+    frac = size / n if isinstance(size, int) else float(size)
+    if isinstance(size, int) and size >= n:
+        raise DataError(f"--holdout {size} takes every one of the {n} training samples; hold out fewer")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(max(int(round(frac * len(idx))), 1), len(idx) - 1)  # keep one to train on
+        chosen.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _check_holdout(holdout: np.ndarray | None, n_train: int) -> np.ndarray | None:
+    """Sorted, unique, in-range holdout indices (None or empty: None)."""
+    if holdout is None or len(holdout) == 0:
+        return None
+    held = np.unique(np.asarray(holdout, dtype=np.int64))
+    if int(held[0]) < 0 or int(held[-1]) >= n_train:
+        raise DataError(f"the holdout indices must lie in 0..{n_train - 1} (the training set); was the run "
+                        "made with other data files?")
+    return held
 
 
 def _check_classes(spec: ForgetSpec, num_classes: int) -> None:
@@ -248,11 +333,21 @@ def _resolve_subclass(spec: ForgetSpec, bundle: DatasetBundle) -> int:
     return names.index(arg.lower())
 
 
-def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 0) -> Manifest:
-    """Resolve a forget spec on a dataset into a manifest; the seed draws random subsets."""
+def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 0,
+                     holdout: np.ndarray | None = None) -> Manifest:
+    """Resolve a forget spec on a dataset into a manifest; the seed draws random subsets.
+
+    `holdout` (train indices no model of the run trains on, `draw_holdout`) stays out of both
+    forget and retain: class and random specs pick among the other samples; an index file may
+    name held-out samples (they are forgotten, and leave the holdout).
+    """
     from ..config import check_seed
 
     seed = check_seed(seed, "split seed")
+    held = _check_holdout(holdout, len(bundle.y_train))
+    free = np.ones(len(bundle.y_train), dtype=bool)  # not held out
+    if held is not None:
+        free[held] = False
     if isinstance(spec, str):
         spec = parse_forget_spec(spec)
     n_train = len(bundle.y_train)
@@ -264,25 +359,26 @@ def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 
     if spec.kind == "class":
         _check_classes(spec, bundle.num_classes)
         forgotten = list(spec.classes)
-        forget_mask = np.isin(y_tr, forgotten)
+        forget_mask = np.isin(y_tr, forgotten) & free
         test_mask = np.isin(y_te, forgotten)
         test_rem, test_fgt = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
     elif spec.kind == "subclass":
         fine = _resolve_subclass(spec, bundle)
         label_space = "coarse"
         forgotten = [fine]
-        forget_mask = y_tr == fine
+        forget_mask = (y_tr == fine) & free
         test_mask = y_te == fine
         test_rem, test_fgt = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
     elif spec.kind == "random":
-        k = spec.count if spec.count is not None else int(round(spec.fraction * n_train))  # type: ignore[operator]
-        if not 1 <= k < n_train:
+        pool = np.flatnonzero(free)  # all of 0..n-1 without a holdout: the draw of older runs
+        k = spec.count if spec.count is not None else int(round(spec.fraction * len(pool)))  # type: ignore[operator]
+        if not 1 <= k < len(pool):
             raise DataError(
-                f"forget spec {spec.text!r} selects {k} of {n_train} training samples; "
-                f"choose between 1 and {n_train - 1}"
+                f"forget spec {spec.text!r} selects {k} of {len(pool)} training samples"
+                f"{' outside the holdout' if held is not None else ''}; choose between 1 and {len(pool) - 1}"
             )
         rng = np.random.default_rng(seed)
-        chosen = rng.choice(n_train, size=k, replace=False)
+        chosen = pool[rng.choice(len(pool), size=k, replace=False)]
         forget_mask = np.zeros(n_train, dtype=bool)
         forget_mask[chosen] = True
     else:  # indices
@@ -298,6 +394,12 @@ def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 
             raise DataError(f"index file {spec.path!r} forgets every training sample; keep some")
         forget_mask = np.zeros(n_train, dtype=bool)
         forget_mask[idx] = True
+    if held is not None:  # a forgotten sample leaves the holdout too
+        held = held[~forget_mask[held]]
+        free = ~forget_mask.copy()
+        free[held] = False
+    else:
+        free = ~forget_mask
     forget_idx = np.flatnonzero(forget_mask).astype(np.int64)
     if forget_idx.size == 0:
         raise DataError(f"forget spec {spec.text!r} selects no training sample on {bundle.name}")
@@ -305,9 +407,10 @@ def resolve_manifest(spec: ForgetSpec | str, bundle: DatasetBundle, seed: int = 
         dataset=bundle.name, spec=spec.text, kind=spec.kind, seed=int(seed),
         label_space=label_space, num_classes=bundle.num_classes_in(label_space),
         forgotten_classes=forgotten,
-        forget=forget_idx, retain=np.flatnonzero(~forget_mask).astype(np.int64),
+        forget=forget_idx, retain=np.flatnonzero(free).astype(np.int64),
         test_remaining=None if test_rem is None else test_rem.astype(np.int64),
         test_forgotten=None if test_fgt is None else test_fgt.astype(np.int64),
+        holdout=held if held is not None and len(held) else None,
     )
     m.hash = m.compute_hash()
     return m

@@ -1,4 +1,4 @@
-"""Tensors of one scenario: forget, retain, test (and test_remaining / test_forgotten)."""
+"""Tensors of one scenario: forget, retain, test (and test_remaining / test_forgotten, holdout)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class Splits:
     forgotten_classes: list[int]
     test_remaining: Pair | None = None
     test_forgotten: Pair | None = None
+    #: training samples no model of the run trained on (the run's validation split), for the
+    #: methods that declare `needs_holdout`; never used by evaluation. Samples of a forgotten
+    #: class or sub-class are left out: the retrained model has no such class to compare with.
+    holdout: Pair | None = None
 
     @property
     def classwise(self) -> bool:
@@ -38,14 +42,14 @@ def make_splits(bundle: DatasetBundle, manifest: Manifest) -> Splits:
     if manifest.dataset != bundle.name:
         raise DataError(f"manifest is for dataset {manifest.dataset!r}, not {bundle.name!r}")
     n, n_test = len(bundle.y_train), len(bundle.y_test)
-    both = np.concatenate([manifest.forget, manifest.retain])
-    # forget and retain must partition 0..n-1 (an overlap would leak forgotten data into retain)
+    both = np.concatenate([manifest.forget, manifest.retain, manifest.held_out])
+    # forget, retain (and holdout) must partition 0..n-1 (an overlap would leak forgotten data into retain)
     test_idx = [a for a in (manifest.test_remaining, manifest.test_forgotten) if a is not None]
     if (len(both) != n or not np.array_equal(np.sort(both), np.arange(n))
             or any(len(a) and (int(a.min()) < 0 or int(a.max()) >= n_test) for a in test_idx)):
         raise DataError(
             f"manifest does not fit dataset {bundle.name!r} ({n} training, {n_test} test "
-            "samples, forget and retain a partition of the training set); "
+            "samples, forget, retain and holdout a partition of the training set); "
             "was it made with other data files?"
         )
     y_tr, y_te = bundle.labels(manifest.label_space)
@@ -65,7 +69,17 @@ def make_splits(bundle: DatasetBundle, manifest: Manifest) -> Splits:
         else take(bundle.x_test, y_te, manifest.test_remaining),
         test_forgotten=None if manifest.test_forgotten is None
         else take(bundle.x_test, y_te, manifest.test_forgotten),
+        holdout=_holdout(bundle, manifest, take, y_tr),
     )
+
+
+def _holdout(bundle: DatasetBundle, manifest: Manifest, take, y_tr: torch.Tensor) -> Pair | None:  # noqa: ANN001
+    """The holdout handed to methods: without the forgotten (fine) classes' samples."""
+    held = manifest.held_out
+    if manifest.kind in ("class", "subclass") and len(held):
+        fine = bundle.y_train.numpy()[held]
+        held = held[~np.isin(fine, manifest.forgotten_classes)]
+    return take(bundle.x_train, y_tr, held) if len(held) else None
 
 
 _HOW = ("build them with mumis.checkpoint.load_run_splits(RETRAINED_RUN_DIR) or "
@@ -93,6 +107,7 @@ def splits_from_tensors(
     retain: Pair,
     test: Pair,
     num_classes: int | None = None,
+    holdout: Pair | None = None,
 ) -> Splits:
     """Splits from your own tensors, for `mumis.evaluate` (and the methods' forget / retain data).
 
@@ -105,6 +120,8 @@ def splits_from_tensors(
         retain: (X, y) of the training samples kept.
         test: (X, y) of held-out samples.
         num_classes: number of classes K (default: the largest label + 1).
+        holdout: (X, y) of training-distribution samples neither model trained on, for methods
+            that declare `needs_holdout` (kept as given; evaluation never reads it).
     Returns:
         Splits (kind "class" or "random").
     Raises:
@@ -113,11 +130,12 @@ def splits_from_tensors(
     """
     from ..api import to_tensors
 
+    named = [("forget", forget), ("retain", retain), ("test", test)]
     pairs = {name: to_tensors(data, name) for name, data in
-             (("forget", forget), ("retain", retain), ("test", test))}
+             named + ([("holdout", holdout)] if holdout is not None else [])}
     shapes = {name: tuple(x.shape[1:]) for name, (x, _) in pairs.items()}
     if len(set(shapes.values())) != 1:
-        raise DataError(f"forget, retain and test inputs must have one sample shape; got {shapes}")
+        raise DataError(f"forget, retain, test (and holdout) inputs must have one sample shape; got {shapes}")
     top = max(int(y.max()) for _, y in pairs.values()) + 1
     k = top if num_classes is None else int(num_classes)
     for name, (_, y) in pairs.items():
@@ -135,4 +153,5 @@ def splits_from_tensors(
         forgotten_classes=gone if classwise else [],
         test_remaining=None if fgt is None else (tx[~fgt], ty[~fgt]),
         test_forgotten=None if fgt is None else (tx[fgt], ty[fgt]),
+        holdout=pairs.get("holdout"),
     )

@@ -132,3 +132,89 @@ def diverged(m: _Monitor, m0: _Monitor, factor: float) -> str | None:
     if m.max_logit > factor * max(m0.max_logit, 1.0):
         return f"logits exploded (max |logit| {m.max_logit:.3g} > {factor:g} x start)"
     return None
+
+
+@dataclass
+class _HoldoutReading:
+    acc: float  # percent, on the whole holdout
+    loss: float  # mean cross-entropy on the holdout
+
+
+@torch.no_grad()
+def _read_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, loss) per holdout sample, in chunks (no graph)."""
+    correct, loss = [], []
+    for i in range(0, len(y), 1024):
+        logits = model(x[i : i + 1024])
+        correct.append(logits.argmax(1) == y[i : i + 1024])
+        loss.append(torch.nn.functional.cross_entropy(logits, y[i : i + 1024], reduction="none"))
+    return torch.cat(correct), torch.cat(loss)
+
+
+class HoldoutGuide:
+    """MU-Mis's stop with a holdout: make the forget set look like unseen samples of its classes.
+
+    The target is the forget accuracy a set of unseen samples with the monitor subsample's class
+    mix gets from the original model: per class, its holdout accuracy (0 for a class the holdout
+    lacks: the retrained model never learnt a class that is wholly forgotten), weighted by the
+    class's share. Each reading is scored by its distance to that target plus twice the drop of
+    the holdout accuracy (retain and test accuracy fall with it); the run keeps the best-scored
+    reading, step 0 included, so it is never scored worse than doing nothing. The utility guard
+    stops the run when the holdout accuracy falls below its start by more than its own noise
+    (two binomial standard errors, at least one sample).
+    """
+
+    def __init__(self, model: nn.Module, holdout: tuple[torch.Tensor, torch.Tensor], y_mon: torch.Tensor,
+                 forget_acc0: float, *, target: float | None, patience: int) -> None:
+        self.x, self.y = holdout
+        correct, loss = _read_holdout(model, self.x, self.y)
+        self.start = _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
+        classes, counts = torch.unique(y_mon, return_counts=True)
+        per_class = []
+        for c in classes.tolist():
+            mine = self.y == c
+            per_class.append(100.0 * float(correct[mine].float().mean()) if bool(mine.any()) else 0.0)
+        self.unseen = [c for c in classes.tolist() if bool((self.y == c).any())]  # classes it covers
+        weights = counts.double() / counts.sum()
+        self.target = float((weights * torch.tensor(per_class, dtype=torch.float64)).sum()) if target is None \
+            else float(target)
+        n = len(self.y)
+        p = self.start.acc / 100.0
+        self.noise = max(200.0 * math.sqrt(p * (1.0 - p) / n), 100.0 / n)
+        self.patience = patience
+        self.best_score = self.score(forget_acc0, self.start.acc)
+        self.best_step, self.since_best = 0, 0
+
+    def score(self, forget_acc: float, holdout_acc: float) -> float:
+        return abs(forget_acc - self.target) + 2.0 * max(0.0, self.start.acc - holdout_acc)
+
+    def read(self, model: nn.Module) -> _HoldoutReading:
+        correct, loss = _read_holdout(model, self.x, self.y)
+        return _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
+
+    def __call__(self, step: int, forget_acc: float, h: _HoldoutReading, last: bool) -> tuple[bool, str | None]:
+        """(is this reading the best so far, reason to stop or None)."""
+        score = self.score(forget_acc, h.acc)
+        best = score < self.best_score
+        if best:
+            self.best_score, self.best_step, self.since_best = score, step, 0
+        else:
+            self.since_best += 1
+        floor = self.start.acc - self.noise
+        if h.acc < floor:
+            return best, (f"holdout accuracy fell to {h.acc:.1f}% (start {self.start.acc:.1f}%, noise "
+                          f"{self.noise:.1f} points) at step {step}")
+        if forget_acc <= self.target:
+            return best, f"forget accuracy {forget_acc:.1f}% <= holdout target {self.target:.1f}%"
+        if self.patience and self.since_best >= self.patience:
+            return best, f"no reading closer to the holdout in {self.patience} readings"
+        if last:
+            return best, "max_steps reached"
+        return best, None
+
+    def kept(self) -> str:
+        """What the run returns, for its stop reason."""
+        if self.best_step == 0:
+            return ("no step brought the forget set closer to the holdout without lowering the holdout "
+                    "accuracy: kept the original weights")
+        return f"kept step {self.best_step} (the reading closest to the holdout target {self.target:.1f}%)"

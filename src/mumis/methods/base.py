@@ -2,7 +2,7 @@
 
 A method is a class with a `Config` dataclass (strict, typed, defaulted settings, each declared
 with `mumis.config.setting`: help text and allowed range), declared data needs
-(`requires_retain`) and capabilities (`needs_double_backward`, `supports_distributed`,
+(`requires_retain`, `needs_holdout`) and capabilities (`needs_double_backward`, `supports_distributed`,
 `fast_settings`), and a `run()` that changes the model it is handed (a copy of the caller's,
 made by `mumis.unlearn`). Loss-based methods derive from `LossMethod` (`_loop.py`), which owns
 the loop; the declarations choose which conformance checks run, as scikit-learn's estimator
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from ..exceptions import DataError
 from ..registry import Registry
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (x, y)
+HoldoutUse = Literal["no", "optional", "required"]
 
 #: The values of `UnlearningMethod.batchnorm_mode` and what each means while the method runs.
 #: `mumis.unlearn` hands the model over in eval mode, so a method that never calls
@@ -54,7 +55,9 @@ class RunOutput:
 
 @dataclass
 class RunContext:
-    """Everything a method may use besides its config. `retain` is None for forget-only methods."""
+    """Everything a method may use besides its config. `retain` is None for forget-only methods;
+    `holdout` (unseen samples of the training distribution) is None unless the method declares
+    `needs_holdout` and the caller gave one."""
 
     forget: Pair
     retain: Pair | None
@@ -63,6 +66,7 @@ class RunContext:
     device: torch.device
     progress: bool = False
     log: Callable[[dict[str, Any]], None] | None = None
+    holdout: Pair | None = None
 
     def record(self, history: list[dict[str, Any]], row: dict[str, Any]) -> None:
         """Append a row to the run's history and pass it to the caller's `log`, if any."""
@@ -79,6 +83,9 @@ class UnlearningMethod:
     summary: ClassVar[str] = ""
     Config: ClassVar[type]
     requires_retain: ClassVar[bool] = False  # needs remaining data
+    #: a held-out validation split (samples no model trained on): "no" (never handed one),
+    #: "optional" (used when given) or "required"
+    needs_holdout: ClassVar[HoldoutUse] = "no"
     needs_double_backward: ClassVar[bool] = False  # differentiates input gradients
     supports_distributed: ClassVar[bool] = False  # runs under torchrun (every LossMethod does)
     batchnorm_mode: ClassVar[str] = "eval"  # a key of BATCHNORM_MODES
@@ -108,7 +115,13 @@ class UnlearningMethod:
 
     @classmethod
     def data_needs(cls) -> str:
-        return "forget + retain" if cls.requires_retain else "forget only"
+        base = "forget + retain" if cls.requires_retain else "forget only"
+        return base + {"no": "", "optional": " (+ holdout if given)", "required": " + holdout"}[cls.needs_holdout]
+
+    @classmethod
+    def data_used(cls, *, retain: bool, holdout: bool) -> list[str]:
+        """The data a run of this method reads: forget, then retain / holdout when handed them."""
+        return ["forget"] + (["retain"] if retain else []) + (["holdout"] if holdout else [])
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
         raise NotImplementedError

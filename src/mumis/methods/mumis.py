@@ -12,7 +12,9 @@ The loss is unbounded below, so the stopping rule is part of the method.
 Three registered variants share this file:
 - `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
   irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
-  (with a plateau stop). Remaining-data-free.
+  (with a plateau stop). Remaining-data-free. With a holdout (samples no model trained on,
+  `needs_holdout = "optional"`) the stop makes the forget set look like unseen samples of its
+  classes, under a utility guard, and keeps the best reading (`HoldoutGuide`): any forget set.
 - `mumis_published`: the published method as written (random c', SGD, S' growth stopping rule).
 - `mumis_v1`: the 2024 first version (full batch, stop when the mean loss decrease reaches delta).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -37,10 +39,10 @@ from ..functional.batchnorm import (
     parameters_after_batchnorm,
 )
 from ._loop import Batch, LoopState, LossMethod
-from ._mumis_monitor import Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
-from .base import RunContext, register_method
+from ._mumis_monitor import HoldoutGuide, Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
+from .base import HoldoutUse, RunContext, register_method
 
-__all__ = ["MuMis", "MuMisConfig", "MuMisPublished", "MuMisV1", "StopRule", "Stopper", "_Monitor", "_monitor"]
+__all__ = ["HoldoutGuide", "MuMis", "MuMisConfig", "MuMisPublished", "MuMisV1", "StopRule", "Stopper", "_Monitor", "_monitor"]
 
 
 @dataclass
@@ -76,9 +78,10 @@ class MuMisConfig:
         default="forget_acc")
     delta: float = setting("threshold of the published / growth / v1 stopping rules", default=1.0)
     target_forget_acc: float | None = setting(
-        "forget accuracy (percent) at which the forget_acc rule stops; None = 0 for a forget set of at most "
-        "K/2 classes (full-class forgetting), required otherwise (random subsets: about the model's held-out "
-        "accuracy)", default=None, ge=0, le=100, note="a percentage, or None")
+        "forget accuracy (percent) at which the forget_acc rule stops; None = with a holdout, the accuracy "
+        "unseen samples of the forget set's classes get (0 for a class the holdout lacks); without one, 0 for "
+        "a forget set of at most K/2 classes (full-class forgetting), required otherwise", default=None,
+        ge=0, le=100, note="a percentage, or None")
     plateau_patience: int = setting(
         "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many monitor "
         "readings (0: never)", default=40, ge=0)
@@ -120,6 +123,7 @@ class MuMis(LossMethod):
     summary = "minimise target-class input sensitivity, raise irrelevant-class sensitivity; forget data only"
     Config = MuMisConfig
     needs_double_backward = True
+    needs_holdout: ClassVar[HoldoutUse] = "optional"
     progress_keys = ("forget_acc", "s_irrelevant")
     batchnorm_mode = "eval"
     batchnorm_note = ("eval mode (per-sample input gradients need samples that do not interact); by default only "
@@ -182,8 +186,9 @@ class MuMis(LossMethod):
         if n_classes > k // 2:
             raise ConfigError(
                 f"the forget set spans {n_classes} of {k} classes (a random subset?): MU-Mis's stopping "
-                "target cannot be 0 % there; set target_forget_acc to the accuracy the retrained model "
-                "would have on it, about your model's held-out accuracy (e.g. --set target_forget_acc=95)"
+                "target cannot be 0 % there; give it a holdout of unseen samples (train the original and "
+                "the retrained model with --holdout 0.05, or pass holdout=(X, y)), or set target_forget_acc "
+                "to the accuracy the retrained model would have on it (e.g. --set target_forget_acc=95)"
             )
         return 0.0
 
@@ -233,8 +238,20 @@ class MuMis(LossMethod):
         elif cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
             self.cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
         self.good_state, self.good_step = copy.deepcopy(model.state_dict()), 0
-        self.stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=self._target(y_all, k), start=m0,
+        self.guide: HoldoutGuide | None = None
+        if ctx.holdout is not None and cfg.stop == "forget_acc":
+            self.guide = HoldoutGuide(model, ctx.holdout, self.y_mon, m0.forget_acc, target=cfg.target_forget_acc,
+                                      patience=cfg.plateau_patience)
+            self.best_state = copy.deepcopy(model.state_dict())
+            target = self.guide.target
+        else:
+            target = self._target(y_all, k)
+        self.stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=target, start=m0,
                                patience=cfg.plateau_patience)
+        if self.guide is not None:
+            guide = self.guide
+            return {**vars(m0), "target_forget_acc": guide.target, "holdout_acc": guide.start.acc,
+                    "holdout_loss": guide.start.loss}
         return vars(m0)
 
     def _read(self, model: nn.Module) -> _Monitor:
@@ -274,6 +291,8 @@ class MuMis(LossMethod):
         if step % cfg.monitor_every and step != cfg.max_steps:
             return None
         m = self._read(model)
+        if self.guide is not None:
+            return self._guided_stop(model, state, m)
         state.record({"step": step, "batch_loss": state.last_loss, **vars(m)})
         if (why := diverged(m, self.m0, cfg.divergence_factor)) is not None:
             model.load_state_dict(self.good_state)
@@ -281,7 +300,31 @@ class MuMis(LossMethod):
         self.good_state, self.good_step = copy.deepcopy(model.state_dict()), step
         return self.stopper(m)
 
+    def _guided_stop(self, model: nn.Module, state: LoopState, m: _Monitor) -> str | None:
+        """The holdout stop: read the holdout, keep the best reading, and on any stop (divergence
+        included) return to it (the original weights when no reading beat step 0)."""
+        guide, step = self.guide, state.step
+        assert guide is not None
+        h = guide.read(model)
+        state.record({"step": step, "batch_loss": state.last_loss, **vars(m), "holdout_acc": h.acc,
+                      "holdout_loss": h.loss})
+        why = diverged(m, self.m0, self.config.divergence_factor)
+        if why is not None:
+            reason: str | None = f"diverged at step {step} ({why})"
+        else:
+            best, reason = guide(step, m.forget_acc, h, last=step >= self.config.max_steps)
+            if best:
+                self.best_state = copy.deepcopy(model.state_dict())
+        if reason is None:
+            return None
+        model.load_state_dict(self.best_state)
+        self.good_step = guide.best_step
+        return f"{reason}; {guide.kept()}"
+
     def on_nonfinite(self, model: nn.Module, state: LoopState, epoch: int) -> str:
+        if self.guide is not None:
+            model.load_state_dict(self.best_state)
+            return f"diverged at step {state.step + 1} (non-finite loss); {self.guide.kept()}"
         model.load_state_dict(self.good_state)
         return f"diverged at step {state.step + 1} (non-finite loss); restored weights of step {self.good_step}"
 
@@ -290,8 +333,12 @@ class MuMis(LossMethod):
 
     def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
         moved = {id(p) for p in self.params}
-        return {"restored_step": self.good_step if stop_reason.startswith("diverged") else None,
-                "updated": [n for n, p in model.named_parameters() if id(p) in moved]}
+        extra: dict[str, Any] = {"restored_step": self.good_step if stop_reason.startswith("diverged") else None,
+                 "updated": [n for n, p in model.named_parameters() if id(p) in moved]}
+        if self.guide is not None:
+            extra.update(target_forget_acc=self.guide.target, kept_step=self.guide.best_step,
+                         holdout_acc_start=self.guide.start.acc)
+        return extra
 
 
 @dataclass
@@ -314,6 +361,7 @@ class MuMisPublished(MuMis):
     name = "mumis_published"
     summary = "MU-Mis as published: unbounded objective, S'-based stopping rule"
     Config = MuMisPublishedConfig
+    needs_holdout = "no"
     batchnorm_note = ("eval mode, as the paper states; every weight moves, so on BatchNorm networks a "
                       "re-estimation of the statistics can bring much of the forgotten class back (docs/mumis.md)")
 
@@ -333,3 +381,4 @@ class MuMisV1(MuMis):
     name = "mumis_v1"
     summary = "MU-Mis first version: full batch, stop when the mean loss decrease reaches delta"
     Config = MuMisV1Config
+    needs_holdout = "no"

@@ -33,6 +33,7 @@ class RunRecord:
     status: str | None = None  # "ok" | "diverged" (unlearning runs)
     weights_changed: bool | None = None
     uses_retain: bool | None = None
+    data_used: list[str] | None = None  # what the method read: forget, retain, holdout
     batchnorm_mode: str | None = None
     device: str | None = None
     #: the rest of result.json, in its order: seed, split_seed, forget_spec, manifest_hash,
@@ -58,7 +59,8 @@ class RunRecord:
             "method": self.method, "time_s": self.time_s, "steps": self.steps,
             "stop_reason": self.stop_reason, "peak_mem_mb": self.peak_mem_mb,
             **{k: r.get(k) for k in ("seed", "split_seed", "forget_spec", "manifest_hash", "num_forget")},
-            "uses_retain": self.uses_retain, "device": self.device, "world_size": r.get("world_size"),
+            "uses_retain": self.uses_retain, "data_used": self.data_used, "device": self.device,
+            "world_size": r.get("world_size"),
             "checkpoint": r.get("checkpoint"), "reference": r.get("reference"), "extra": r.get("extra", {}),
             "status": self.status, "weights_changed": self.weights_changed,
             "batchnorm_mode": self.batchnorm_mode,
@@ -85,7 +87,7 @@ class RunRecord:
         rec.update(time_s=self.time_s, peak_mem_mb=self.peak_mem_mb, steps=self.steps,
                    stop_reason=self.stop_reason, eval_time_s=self.eval_time_s)
         if method_cell:
-            rec.update(device=self.device, uses_retain=self.uses_retain)
+            rec.update(device=self.device, uses_retain=self.uses_retain, data_used=self.data_used)
         rec.update(run_dir=run_dir, samples=self.samples, created=created)
         return rec
 

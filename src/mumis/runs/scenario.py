@@ -141,6 +141,8 @@ class Scenario:
         Raises:
             CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
         """
+        import numpy as np
+
         from ..checkpoint import split_seed_of
         from ..data import make_splits, resolve_manifest
         from ..utils import resolve_device
@@ -153,7 +155,10 @@ class Scenario:
         model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
         bundle = run_data(meta, checkpoint, data_dir)
         seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
-        manifest = resolve_manifest(forget, bundle, seed=seed_split)
+        # the checkpoint's holdout (no model of the run trained on it) stays out of every split
+        held = (meta.get("manifest") or {}).get("holdout")
+        manifest = resolve_manifest(forget, bundle, seed=seed_split,
+                                    holdout=None if held is None else np.asarray(held, dtype=np.int64))
         _check_label_space(forget, manifest, meta)
         paths = [] if reference is None else (
             [reference] if isinstance(reference, str | Path) else list(reference))

@@ -1,7 +1,9 @@
 """`train_run`, what `mumis train` does: data + forget spec -> trained model -> run directory.
 
 An original model trains on everything (no forget spec); the retrained oracle on the retain
-set only, with the same recipe and seed. Everything is validated before any work; the run
+set only, with the same recipe and seed. Both leave out the run's holdout (`--holdout`): a
+seeded, class-stratified validation split of the training data, recorded in the manifest,
+that the methods declaring `needs_holdout` may read and evaluation never does. Everything is validated before any work; the run
 directory appears only when complete (`utils.staged_run_dir`).
 """
 
@@ -47,9 +49,10 @@ def _channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
 
 def _load_splits(out: Path, dataset: str, forget: str | None, split_seed: int,
                  data_dir: str | Path | None, label_space: Literal["fine", "coarse"] | None,
-                 overwrite: bool) -> tuple[Any, Any, Splits]:
-    """The dataset bundle, the manifest (forget spec or everything) and the splits."""
+                 overwrite: bool, holdout: float | int) -> tuple[Any, Any, Splits]:
+    """The dataset bundle, the manifest (forget spec or everything, less the holdout) and the splits."""
     from ..data import full_manifest, make_splits, resolve_manifest
+    from ..data.forget import draw_holdout
     from .cache import load_dataset  # read once per process inside `runs.caching()` (bench, demo)
 
     if data_dir is not None and not Path(data_dir).exists():
@@ -58,13 +61,14 @@ def _load_splits(out: Path, dataset: str, forget: str | None, split_seed: int,
     bundle = load_dataset(dataset, data_dir)
     if Path(bundle.source).exists():  # the default data folder is protected from --overwrite too
         check_overwritable(out, overwrite=overwrite, protected=[bundle.source])
+    held = draw_holdout(bundle, holdout, split_seed)
     if forget:
-        manifest = resolve_manifest(forget, bundle, seed=split_seed)
+        manifest = resolve_manifest(forget, bundle, seed=split_seed, holdout=held)
         if label_space is not None and label_space != manifest.label_space:
             raise ConfigError(f"forget spec {forget!r} trains in the {manifest.label_space} label "
                               f"space, not {label_space!r}; drop --label-space")
     else:
-        manifest = full_manifest(bundle, label_space or "fine")
+        manifest = full_manifest(bundle, label_space or "fine", holdout=held)
         if (label_space == "coarse") and bundle.coarse_classes is None:
             raise DataError(f"dataset {dataset!r} has no superclass labels; drop --label-space coarse")
     return bundle, manifest, make_splits(bundle, manifest)
@@ -116,6 +120,9 @@ def _final_metrics(net: nn.Module, splits: Splits, cfg: TrainConfig, *, forget: 
         "threads": threads if threads is not None else torch.get_num_threads(),
         "world_size": distributed.world(),
     }
+    if splits.holdout is not None:  # how the model treats unseen samples (not an evaluation)
+        metrics["num_holdout"] = int(len(splits.holdout[1]))
+        metrics["holdout_acc"] = model_accuracy(net, *splits.holdout, batch_size=ebs)
     if forget:
         metrics["retain_acc"] = metrics["train_acc"]
         metrics["forget_acc"] = model_accuracy(net, *splits.forget, batch_size=ebs)
@@ -170,6 +177,7 @@ def train_run(
     split_seed: int = 0,
     data_dir: str | Path | None = None,
     label_space: Literal["fine", "coarse"] | None = None,
+    holdout: float | int | str = 0,
     epochs: int | None = None,
     overrides: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
@@ -191,6 +199,10 @@ def train_run(
         data_dir: data folder (default: the dataset's own default).
         label_space: "coarse" trains an original on superclass labels (for sub-class
             scenarios); with a `subclass:` spec it is implied.
+        holdout: validation split held out of the training data of every model of the run: a
+            fraction (0.05), a percentage string ("5%"), a count (300) or 0 for none (default).
+            Class-stratified and drawn with `split_seed`, so give the original and the
+            retrained model the same value.
         epochs: overrides the recipe's epochs.
         overrides: TrainConfig settings (`lr`, ...) and model options as `model.KEY`.
         model_kwargs: model options (merged with the `model.KEY` overrides).
@@ -207,14 +219,16 @@ def train_run(
         ConfigError, DataError, ModelError: bad input, before anything is written.
     """
     from ..checkpoint import build_meta
+    from ..data.forget import parse_holdout
     out = Path(out)
+    holdout = parse_holdout(holdout)
     # checked first so a taken --out fails in a second, not after the data is loaded
     check_overwritable(out, overwrite=overwrite, protected=[data_dir])
     cfg, mkw = _settings(recipe, dataset=dataset, model=model, epochs=epochs,
                          overrides=overrides, model_kwargs=model_kwargs)
     dev = resolve_device(device)
     bundle, manifest, splits = _load_splits(out, dataset, forget, split_seed, data_dir,
-                                            label_space, overwrite)
+                                            label_space, overwrite, holdout)
     x_tr, y_tr = splits.retain
     net, spec = _build_net(model, bundle, manifest, x_tr, seed=seed, kwargs=mkw)
     meta = build_meta(kind="train", model=spec, dataset=bundle, data_dir=data_dir,
@@ -226,6 +240,7 @@ def train_run(
         "model_kwargs": spec["kwargs"], "forget": forget, "label_space": manifest.label_space,
         "recipe": recipe, "seed": int(seed), "split_seed": int(split_seed),
         "device": str(dev), "train": config_to_dict(cfg),
+        **({"holdout": holdout} if holdout else {}),  # absent: the config.yaml of older runs
     }
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")

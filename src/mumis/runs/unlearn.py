@@ -153,6 +153,8 @@ def unlearn_scenario(
         check_distributed_training(model)
     _note_retrained(scenario)
     retain = scenario.splits.retain if cls.requires_retain else None  # forget-only methods never see it
+    # the run's holdout (no model trained on it) goes to the methods that declare they use one
+    holdout = scenario.splits.holdout if cls.needs_holdout != "no" else None
     # Only rank 0 writes; the other ranks compute the same run and write nothing.
     staged = staged_run_dir(out, overwrite=overwrite) if distributed.is_main() else contextlib.nullcontext(None)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -160,7 +162,7 @@ def unlearn_scenario(
         # inplace: the model is our copy, no need for the front door's defensive copy
         with warnings.catch_warnings():  # a non-finite model is reported below, in one line
             warnings.filterwarnings("ignore", message=".*weights are inf or NaN", category=RuntimeWarning)
-            res = unlearn(model, scenario.splits.forget, method=method, retain=retain, seed=seed,
+            res = unlearn(model, scenario.splits.forget, method=method, retain=retain, holdout=holdout, seed=seed,
                           device=scenario.device, inplace=True, progress=progress, **settings)
         status, changed = _outcome(res, before, fail=fail_on_divergence, out=out)
         done = _describe(scenario, res, out, seed=seed, status=status, changed=changed,
@@ -206,7 +208,7 @@ def _describe(scenario: Scenario, res: Any, out: Path, *, seed: int, status: str
     record = RunRecord(
         method=name, config=to_jsonable(res.config), time_s=res.time_s, steps=res.steps,
         stop_reason=res.stop_reason, peak_mem_mb=res.peak_mem_mb, status=status,
-        weights_changed=changed, uses_retain=uses_retain,
+        weights_changed=changed, uses_retain=uses_retain, data_used=list(res.data_used),
         batchnorm_mode=get_method(name).batchnorm_mode, device=str(scenario.device),
         run={"seed": int(seed), "split_seed": scenario.split_seed, "forget_spec": scenario.forget_spec,
              "manifest_hash": scenario.manifest.hash, "num_forget": int(len(scenario.manifest.forget)),
