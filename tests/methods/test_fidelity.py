@@ -217,8 +217,8 @@ def test_ssd_importances_on_class_sorted_retain_then_forget() -> None:
 
 
 # --------------------------------------------------------------------------- SalUn and RL
-def _rl_reference(fx: torch.Tensor, fy: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor, bs: int, lr: float,
-                  epochs: int, mask: list[torch.Tensor] | None, g: torch.Generator) -> list[torch.Tensor]:
+def _rl_reference(fx: torch.Tensor, fy: torch.Tensor, rx: torch.Tensor | None, ry: torch.Tensor | None, bs: int,
+                  lr: float, epochs: int, mask: list[torch.Tensor] | None, g: torch.Generator) -> list[torch.Tensor]:
     """`RL.py`, CIFAR-10 branch: each epoch a forget pass (labels drawn per batch, uniform over
     K), then a retain pass; SGD m 0.9, wd 5e-4; SalUn multiplies the gradient (with its decay
     term) by the mask."""
@@ -229,7 +229,9 @@ def _rl_reference(fx: torch.Tensor, fy: torch.Tensor, rx: torch.Tensor, ry: torc
             steps.append((fx[idx], torch.randint(0, K, (len(idx),), generator=g)))
         # the retain permutation is drawn when the retain pass starts, after the forget pass
         # (the labels above were drawn batch by batch in between; the order of draws matches)
-        for xb, yb in steps + [(rx[i], ry[i]) for i in torch.randperm(len(ry), generator=g).split(bs)]:
+        if rx is not None and ry is not None:
+            steps += [(rx[i], ry[i]) for i in torch.randperm(len(ry), generator=g).split(bs)]
+        for xb, yb in steps:
             grads = _grads(F.cross_entropy(_f(p, xb), yb), p)
             d = [gi + 5e-4 * pi.detach() for pi, gi in zip(p, grads, strict=True)]
             if mask is not None:
@@ -247,6 +249,14 @@ def test_random_label_retain_forget_pass_then_retain_pass_labels_per_batch() -> 
                         device="cpu", lr=0.1, epochs=2, batch_size=2)
     g = torch.Generator().manual_seed(SEED)
     _check(res, _rl_reference(fx, fy, rx, ry, 2, 0.1, 2, None, g))
+
+
+def test_random_label_forget_pass_only_labels_per_batch() -> None:
+    """The forget-only variant: RL.py's forget pass alone (no retain data)."""
+    fx, fy = _data(5, 1)
+    res = mumis.unlearn(_model(), (fx, fy), method="random_label", seed=SEED, device="cpu", lr=0.1, epochs=3,
+                        batch_size=2)
+    _check(res, _rl_reference(fx, fy, None, None, 2, 0.1, 3, None, torch.Generator().manual_seed(SEED)))
 
 
 def test_salun_mask_from_summed_forget_gradients_then_masked_rl() -> None:
@@ -309,6 +319,22 @@ def test_amun_closest_adversarial_examples_then_finetune_on_forget_and_them() ->
     for epoch in range(2):
         opt.step(p, _grads(F.cross_entropy(_f(p, x), y), p), 0.1 * 0.5**epoch)
     assert res.extra["adversarial_found"] == 5
+    _check(res, p)
+
+
+def test_amun_retain_adds_the_retain_set_to_the_finetuning_set() -> None:
+    """`--remain use` with `--unlearn_method amun`: D_R + D_F + D_A, shuffled together."""
+    (fx, fy), (rx, ry) = _data(4, 1), _data(6, 2)
+    res = mumis.unlearn(_model(), (fx, fy), method="amun_retain", retain=(rx, ry), seed=SEED, device="cpu", lr=0.1,
+                        epochs=2, batch_size=0, pgd_steps=3, init_samples=4)
+    w0 = [t.detach() for t in _start()]
+    found = [_pgd_one(w0, fx[i].flatten(), int(fy[i]), 0.01, 3) for i in range(4)]
+    adv = torch.stack([a for a, *_ in found]).view_as(fx)
+    x = torch.cat([fx, adv, rx])
+    y = torch.cat([fy, torch.tensor([lab for _, lab, _ in found]), ry])
+    p, opt = _params(), _SGD(0.9, 5e-4)
+    for epoch in range(2):
+        opt.step(p, _grads(F.cross_entropy(_f(p, x), y), p), 0.1 * 0.1**epoch)
     _check(res, p)
 
 

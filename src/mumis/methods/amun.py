@@ -120,6 +120,11 @@ class AMUN(LossMethod):
     batchnorm_mode = "train"
     batchnorm_note = "adversarial search in eval mode, fine-tuning in train mode (AMUN code)"
 
+    @classmethod
+    def fast_settings(cls) -> dict[str, Any]:
+        """Conformance runs: a shorter PGD per radius (the tiny case's samples cross early anyway)."""
+        return {"pgd_steps": 10, "init_samples": 10}
+
     def prepare(self, model: nn.Module, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
         fx, fy = ctx.forget
