@@ -460,7 +460,7 @@ def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of the rows: the epsilon score and the LiRA numbers side by side."""
     eps, lira = result.get("epsilon", {}), result.get("lira", {})
     acc = result["accuracy"]
-    names = list(acc)[1:]
+    names = list(acc)  # "reference_retrain" first: the models every row is compared with
     head = ["model", "forget", "retain", "test"]
     if eps:
         head += ["F", "score", "eps_med", "capped"]
@@ -469,7 +469,11 @@ def format_table(result: dict[str, Any]) -> str:
     lines = []
     for name in names:
         a = acc[name]
-        cells = [name, _fmt(a["forget_acc"]["mean"]), _fmt(a["retain_acc"]["mean"]), _fmt(a["test_acc"]["mean"])]
+        shown = "reference" if name == "reference_retrain" else name
+        cells = [shown, _fmt(a["forget_acc"]["mean"]), _fmt(a["retain_acc"]["mean"]), _fmt(a["test_acc"]["mean"])]
+        if name == "reference_retrain":
+            lines.append(cells + ["-"] * (len(head) - len(cells)))
+            continue
         if eps:
             e = eps.get(name, {})
             cells += ([_fmt(e["forget_quality"], 3), _fmt(e["final_score"], 3), _fmt(e["epsilon_median"]),
@@ -484,10 +488,11 @@ def format_table(result: dict[str, Any]) -> str:
     fmt_line = lambda cs: "  ".join(c.ljust(w) for c, w in zip(cs, widths, strict=True)).rstrip()  # noqa: E731
     out = [fmt_line(head), fmt_line(["-" * w for w in widths]), *(fmt_line(c) for c in lines)]
     n = result["settings"]["models"]
-    notes = [f"{n} models per row against {n} retrained models; accuracies in % (means)."]
+    notes = [f"{n} models per row against the {n} retrained models of the reference row; accuracies in % (means)."]
     if eps:
-        notes.append("F: the NeurIPS 2023 challenge's forgetting quality (1 = as retrained), score = F x "
-                     "retain ratio x test ratio; eps_med: median per-example epsilon; capped: share at the cap.")
+        notes.append("F: the NeurIPS 2023 challenge's forgetting quality (1 = indistinguishable; with few models "
+                     "even retraining scores far below 1), score = F x retain ratio x test ratio; eps_med: "
+                     "median per-example epsilon; capped: share of examples at the cap (told apart).")
     if lira:
         k = result["settings"]["shadows"]
         notes.append(f"tpr@: LiRA ({k} shadows) telling this row's forget-set outputs from the retrained "
