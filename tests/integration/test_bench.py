@@ -215,6 +215,9 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ({"metrics": "everything"}, "unknown metric group 'everything'"),
     ({"split_seed": -1}, "`split_seed`"),
     ({"datasets": None}, "`datasets` must be a non-empty list"),
+    ({"retrain_seeds": [0, 0]}, "`retrain_seeds` lists a seed twice"),
+    ({"retrain_seeds": [-1]}, "`retrain_seeds` must be"),
+    ({"methods": {"retrain-seed-1": {"method": "mumis"}}}, "further retrained model's row"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        change: dict[str, Any], message: str) -> None:
@@ -274,3 +277,62 @@ def test_resume_rewrites_the_oracle_record_without_the_original(tmp_path: Path) 
     assert after["evaluation"]["model"] == before["evaluation"]["model"]
     assert {k: v for k, v in after.items() if k not in ("created", "eval_time_s", "evaluation")} == {
         k: v for k, v in before.items() if k not in ("created", "eval_time_s", "evaluation")}
+
+
+def test_retrain_seeds_give_the_floor_rows_and_marks(tmp_path: Path) -> None:
+    cfg = {**TINY, "scenarios": ["class:3", "random:0.1"], "retrain_seeds": [0, 1],
+           "methods": {"grad_ascent": {"epochs": 1}}}
+    out = tmp_path / "out"
+    assert main(["-q", "bench", "--config", str(_write(tmp_path, cfg)), "--out", str(out)]) == 0
+    recs = _records(out)
+    floors = {k: r for k, r in recs.items() if r["role"] == "floor"}
+    assert sorted(floors) == ["digits__mlp__class-3__retrain-seed-1__s0", "digits__mlp__random-0.1__retrain-seed-1__s0"]
+    for f in floors.values():
+        assert f["method"] == "retrain (seed 1)"
+        # split seed 0 for both seeds: the seed-1 retrain lives where a seed-1 oracle would
+        assert f["run_dir"] == f"models/digits/mlp/s1/retrain-{f['scenario'].replace(':', '-')}"
+        assert json.loads((out / f["run_dir"] / "meta.json").read_text())["seed"] == 1
+        # the floor row is the seed-1 retrain against the oracle: its gaps are the floor
+        for r in recs.values():
+            if r["scenario"] == f["scenario"] and r["role"] == "method":
+                fm = r["evaluation"]["floor"]["metrics"]
+                assert fm["gap_paper"]["floor"] == [pytest.approx(f["gap_paper"])]
+                assert fm["gap_paper"]["model"] == pytest.approx(r["gap_paper"])
+                assert fm["gap_salun"]["within"] == (r["gap_salun"] <= f["gap_salun"] + 1e-9)
+                assert r["evaluation"]["floor"]["references"][0]["name"] == "retrain (seed 1)"
+    assert main(["-q", "report", str(out)]) == 0
+    md = (out / "report" / "tables.md").read_text()
+    rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
+    assert rows[:4] == ["method", "retrain", "retrain (seed 1)", "original"]
+    assert "retraining floor" in md
+    # a mark exactly where the record says within (grad_ascent on class:3)
+    ga = recs["digits__mlp__class-3__grad_ascent__s0"]
+    line = next(x for x in md.splitlines() if x.startswith("| grad_ascent |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    gap_cell = cells[5]  # forget, remaining, test, MIA-efficacy, gap (paper)
+    assert gap_cell.endswith(" *") == ga["evaluation"]["floor"]["metrics"]["gap_paper"]["within"]
+    csv_text = (out / "report" / "tables.csv").read_text()
+    assert "gap_paper_within" in csv_text.splitlines()[0]
+    page = (out / "report" / "report.html").read_text()
+    assert "How to read this" in page and "retraining floor" in page
+
+
+def test_floor_model_folders_and_old_benches(tmp_path: Path) -> None:
+    from mumis.bench.runner import _floor_dir
+    from mumis.reporting import build_tables
+    from mumis.reporting.html import how_to_read
+
+    cfg = load_bench_config(_write(tmp_path, {**TINY, "retrain_seeds": [0, 1], "split_seed": "seed"}),
+                            check_data=False)
+    assert cfg.floor_seeds(0) == [1] and cfg.floor_seeds(2) == [0, 1]
+    # another split for seed 1: its own folder beside the seed-0 oracle
+    assert _floor_dir(cfg, tmp_path, "digits", "mlp", "random:0.1", 0, 1) == (
+        tmp_path / "models" / "digits" / "mlp" / "s0" / "retrain-random-0.1-seed1")
+    assert cfg.to_dict()["retrain_seeds"] == [0, 1]
+    assert "retrain_seeds" not in load_bench_config(_write(tmp_path, TINY, "t.yaml"), check_data=False).to_dict()
+    # records without a floor (an older bench): no marks, no floor rows, the page says how to get one
+    rec = {"dataset": "digits", "model": "mlp", "scenario": "class:3", "seed": 0, "role": "method",
+           "method": "ga", "gap_paper": 1.0, "evaluation": {"model": {"test_remaining_acc": 1.0}}}
+    tables = build_tables([rec])
+    assert not tables[0].floor and tables[0].rows[0].within == {}
+    assert "retrain_seeds: [0, 1]" in how_to_read(tables)

@@ -272,3 +272,59 @@ def test_recovery_columns_and_panel(bench_dir: Path) -> None:
         page = (bench_dir / "report" / "report.html")
         write_report(bench_dir, formats=("html",))
         assert "recovery audits per method, digits / mlp / class:3" in page.read_text()
+
+
+def _floor_records() -> list[dict[str, Any]]:
+    """class:3 over two seeds: the oracle, a seed-1 retrain (the floor row) and two methods,
+    each method record with the floor block `mumis.evaluation.floor` writes."""
+    recs = []
+    for seed in (0, 1):
+        fl = {"test_forgotten_acc": 1.0 + seed, "gap_paper": 2.0 + seed}  # floor per key (max)
+        for method, role, dist in (("retrain", "reference", None), ("retrain (seed 1)", "floor", None),
+                                   ("near", "method", {"test_forgotten_acc": 0.5, "gap_paper": 1.0 + seed}),
+                                   ("far", "method", {"test_forgotten_acc": 0.5 + 2 * seed, "gap_paper": 9.0})):
+            rec = _record("class:3", method, seed, 0.0)
+            rec["role"] = role
+            if dist is not None:
+                rec["evaluation"]["floor"] = {"metrics": {
+                    k: {"model": dist[k], "floor": [fl[k]], "mean": fl[k], "max": fl[k],
+                        "within": dist[k] <= fl[k]} for k in fl}}
+            recs.append(rec)
+    return recs
+
+
+def test_floor_rows_marks_and_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mumis.reporting import plots
+
+    (t,) = build_tables(_floor_records())
+    assert [r.method for r in t.rows] == ["retrain", "retrain (seed 1)", "far", "near"]
+    # the floor: its largest retrain-vs-retrain distance, mean over the two seeds
+    assert t.floor["gap_paper"].mean == pytest.approx(2.5) and t.floor["test_forgotten_acc"].mean == 1.5
+    near, far = t.rows[3], t.rows[2]
+    assert near.within == {"test_forgotten_acc": True, "gap_paper": True}
+    # within in seed 0 only (0.5 <= 1, then 2.5 > 2): not marked
+    assert far.within == {"test_forgotten_acc": False, "gap_paper": False}
+    md = to_markdown([t])
+    assert md.count(" * |") == 2 and "| near | 0.00 ± 0.00 * |" in md and "retrain (seed X)" in md
+    assert to_csv([t]).splitlines()[0].endswith("time_s_mean,time_s_std,time_s_within")
+    if not plots.available():
+        pytest.skip("matplotlib is not installed")
+    figs: list[Any] = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figs.append(fig) or b"")
+    plots.accuracy_gap_chart(t)
+    acc_ax, gap_ax = figs[0].axes[:2]
+
+    def boxes(ax: Any) -> list[Any]:
+        return [p for p in ax.patches if p.get_linestyle() == "--"]
+
+    # one box per row for each column with a floor: forget acc (accuracies), gap (paper) (gaps)
+    assert len(boxes(acc_ax)) == len(t.rows) and len(boxes(gap_ax)) == len(t.rows)
+    b = boxes(gap_ax)[0]
+    assert (b.get_y(), b.get_height()) == (0.0, pytest.approx(2.5))
+    centre = t.rows[0].values["test_forgotten_acc"].mean
+    b = boxes(acc_ax)[0]
+    assert (b.get_y(), b.get_y() + b.get_height()) == (pytest.approx(centre - 1.5), pytest.approx(centre + 1.5))
+    # records without a floor: no boxes
+    figs.clear()
+    plots.accuracy_gap_chart(build_tables([_record("class:3", "x", 0, 0.0)])[0])
+    assert not boxes(figs[0].axes[0]) and not boxes(figs[0].axes[1])

@@ -12,6 +12,7 @@ methods:                          # label -> settings (a list of names means def
   mumis_v1: {method: mumis, config: configs/methods/mumis.yaml, lr: 1e-4,
              by_kind: {random: {stop: published}}}   # settings for one kind of scenario only
 seeds: [0]                        # training, method and evaluation seed
+retrain_seeds: [0, 1]             # optional: retrained models per scenario (the floor, below)
 split_seed: 0                     # seed of random: forget specs (an int, or "seed": the cell's seed)
 recipe: quick                     # training recipe of the original and retrained models
 train: {epochs: 10}               # training overrides (TrainConfig settings, model.KEY options)
@@ -25,6 +26,11 @@ directory), `by_kind:` settings for one kind of scenario (`class`, `subclass`, `
 `indices`) on top of the others; the other keys are settings on top of the preset. Everything is checked before any work:
 unknown keys, unknown datasets, models or methods, bad settings and forget specs that do not
 resolve on their dataset are one `ConfigError`.
+
+`retrain_seeds` (default: none beyond the oracle): for a cell of seed S the oracle is still the
+model retrained with seed S; every other seed listed trains one more retrained model (same
+split), whose distance to the oracle is the retraining floor (docs/evaluation.md). Each becomes
+a `retrain (seed X)` row, and every record carries the floor.
 """
 
 from __future__ import annotations
@@ -40,13 +46,22 @@ from ..exceptions import ConfigError, MumisError
 from ..registry import did_you_mean
 
 TOP_KEYS = ("name", "datasets", "data_dirs", "models", "scenarios", "methods", "seeds",
-            "split_seed", "recipe", "train", "metrics", "device")
+            "retrain_seeds", "split_seed", "recipe", "train", "metrics", "device")
 REQUIRED = ("datasets", "models", "scenarios", "methods", "seeds")
 SCENARIO_KINDS = ("class", "subclass", "random", "indices")
 #: Labels of the retrained oracle's rows and of the original model's (before unlearning);
 #: not usable as method labels.
 REFERENCE_LABEL = "retrain"
 ORIGINAL_LABEL = "original"
+#: Role of the further retrained models' rows (`retrain_seeds`).
+FLOOR_ROLE = "floor"
+
+
+def floor_label(seed: int) -> str:
+    """The row of the model retrained with `seed` beside the oracle: "retrain (seed 1)"."""
+    return f"{REFERENCE_LABEL} (seed {int(seed)})"
+
+
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -80,6 +95,11 @@ class BenchConfig:
     train: dict[str, Any] = field(default_factory=dict)
     metrics: str | list[str] = "all"
     device: str = "auto"
+    retrain_seeds: list[int] = field(default_factory=list)  # empty: only the oracle
+
+    def floor_seeds(self, seed: int) -> list[int]:
+        """The seeds of the further retrained models of a cell with seed `seed` (the floor)."""
+        return [x for x in self.retrain_seeds if x != int(seed)]
 
     def split_seed_for(self, seed: int) -> int:
         """The split seed of a cell with training seed `seed`."""
@@ -98,6 +118,8 @@ class BenchConfig:
                         for m in self.methods],
             "seeds": self.seeds, "split_seed": self.split_seed, "recipe": self.recipe,
             "train": self.train, "metrics": self.metrics, "device": self.device,
+            # only when set, so bench.json of a bench without it is unchanged
+            **({"retrain_seeds": self.retrain_seeds} if self.retrain_seeds else {}),
         }
 
 
@@ -132,14 +154,14 @@ def _str_list(data: dict[str, Any], key: str, path: str) -> list[str]:
     return [x.strip() for x in v]
 
 
-def _seeds(v: Any, path: str) -> list[int]:
+def _seeds(v: Any, path: str, key: str = "seeds") -> list[int]:
     if isinstance(v, int) and not isinstance(v, bool):
         v = [v]
     if (not isinstance(v, list) or not v
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)):
-        raise _err(path, f"`seeds` must be a non-empty list of integers >= 0, got {v!r}")
+        raise _err(path, f"`{key}` must be a non-empty list of integers >= 0, got {v!r}")
     if len(set(v)) != len(v):
-        raise _err(path, f"`seeds` lists a seed twice: {v!r}")
+        raise _err(path, f"`{key}` lists a seed twice: {v!r}")
     return list(v)
 
 
@@ -172,6 +194,9 @@ def _methods(v: Any, base: Path, path: str) -> list[MethodEntry]:
         if label == REFERENCE_LABEL:
             raise _err(path, f"the label {REFERENCE_LABEL!r} is the retrained oracle's row; to run the "
                              f"`retrain` method give it another label, e.g. `retrain_method: {{method: retrain}}`")
+        if slug(label).startswith(slug(floor_label(0)).rsplit("-", 1)[0]):
+            raise _err(path, f"the label {label!r} looks like a further retrained model's row "
+                             "(`retrain_seeds`); give the method another label")
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
@@ -247,6 +272,7 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     specs = _specs(scenarios, path)
     methods = _methods(data["methods"], base, path)
     seeds = _seeds(data["seeds"], path)
+    retrain_seeds = _seeds(data["retrain_seeds"], path, "retrain_seeds") if "retrain_seeds" in data else []
     split_seed = data.get("split_seed", 0)
     if not (split_seed == "seed" or (isinstance(split_seed, int) and not isinstance(split_seed, bool)
                                      and split_seed >= 0)):
@@ -256,7 +282,8 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     device = _device(data, path)
     cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
                       seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
-                      recipe=recipe, train=train, metrics=metrics, device=device)
+                      recipe=recipe, train=train, metrics=metrics, device=device,
+                      retrain_seeds=retrain_seeds)
     ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in scenarios
            for e in methods for sd in seeds]
     if len(set(ids)) != len(ids):

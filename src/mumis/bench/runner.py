@@ -9,7 +9,13 @@ DIR/runs/<cell-id>/                              unlearning run directory (`mumi
 DIR/records/<cell-id>.json                       one record per finished cell
 DIR/records/<dataset>__<model>__<scenario>__retrain__s<seed>.json   the oracle's own record
 DIR/records/<dataset>__<model>__<scenario>__original__s<seed>.json  the original, not unlearned
+DIR/records/<dataset>__<model>__<scenario>__retrain-seed-<x>__s<seed>.json  `retrain_seeds`: a
+                                                 further retrained model against the oracle
 ```
+With `retrain_seeds`, each further retrained model is trained once (in the seed-x oracle's
+directory when the split is the same, else in `retrain-<scenario>-seed<x>` beside the oracle),
+every record's `evaluation` carries the `floor` block (`mumis.evaluation.floor`) and the floor
+row is that model evaluated against the oracle, like a method.
 Records carry per-sample losses and input sensitivities on a seeded subsample of each split
 (`samples`), which the report's histograms read, and, with the `recovery` metric group (in
 `metrics: all`), the recovery audits' accuracies in `evaluation` and `gap_recovery` (see
@@ -37,11 +43,13 @@ from ..exceptions import ConfigError
 from ..runs import RunRecord, Scenario, caching, evaluate_record, unlearn_scenario
 from ..utils import atomic_write_json, read_json
 from .config import (
+    FLOOR_ROLE,
     ORIGINAL_LABEL,
     REFERENCE_LABEL,
     BenchConfig,
     MethodEntry,
     cell_id,
+    floor_label,
     key_hash,
     load_bench_config,
     slug,
@@ -98,9 +106,13 @@ def _label_space(scenario: str) -> str:
 
 
 def _common_key(cfg: BenchConfig, dataset: str, model: str, scenario: str, seed: int) -> dict[str, Any]:
-    return {"dataset": dataset, "data_dir": cfg.data_dirs.get(dataset), "model": model,
-            "scenario": scenario, "seed": seed, "split_seed": cfg.split_seed_for(seed),
-            "recipe": cfg.recipe, "train": cfg.train, "metrics": cfg.metrics}
+    key: dict[str, Any] = {
+        "dataset": dataset, "data_dir": cfg.data_dirs.get(dataset), "model": model, "scenario": scenario,
+        "seed": seed, "split_seed": cfg.split_seed_for(seed), "recipe": cfg.recipe, "train": cfg.train,
+        "metrics": cfg.metrics}
+    if cfg.floor_seeds(seed):  # records carry the floor; without one the keys stay as they were
+        key["floor_seeds"] = cfg.floor_seeds(seed)
+    return key
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -227,9 +239,9 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
             todo = [c for c in group if c.id not in done]
             ref_id = cell_id(d, m, s, REFERENCE_LABEL, sd)
             ref_key = key_hash(_common_key(cfg, d, m, s, sd))
-            orig_id = cell_id(d, m, s, ORIGINAL_LABEL, sd)
-            if (not todo and _check_record(_record_path(out, ref_id), ref_key)
-                    and _check_record(_record_path(out, orig_id), ref_key)):
+            fixed = [ref_id, cell_id(d, m, s, ORIGINAL_LABEL, sd)]
+            fixed += [cell_id(d, m, s, floor_label(x), sd) for x in cfg.floor_seeds(sd)]
+            if not todo and all(_check_record(_record_path(out, f), ref_key) for f in fixed):
                 continue
             _run_group(cfg, out, d, m, sd, s, todo, keys, ref_id, ref_key, res, say, bar)
     finally:
@@ -270,10 +282,14 @@ def _run_group(
     if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
+    floor_dirs = {x: _floor_dir(cfg, out, d, m, s, sd, x) for x in cfg.floor_seeds(sd)}
+    for x, fdir in floor_dirs.items():
+        _ensure_model(cfg, fdir, res, say, forget=s, **{**common, "seed": x})
     # Without an original to run, the oracle's own run directory gives the scenario (its split is
     # the same). The config's `models:` entry names the factory: that is the opt-in to import it.
-    scenario = Scenario.load(orig_dir if todo or orig_todo else ret_dir, s, reference=ret_dir,
-                             split_seed=split_seed, data_dir=data_dir, device=cfg.device, trust_model_code=m)
+    scenario = Scenario.load(orig_dir if todo or orig_todo else ret_dir, s,
+                             reference=[ret_dir, *floor_dirs.values()], split_seed=split_seed,
+                             data_dir=data_dir, device=cfg.device, trust_model_code=m)
     settings: dict[str, Any] = {"metrics": cfg.metrics, "seed": sd}
     head = {"format": RECORD_FORMAT, "dataset": d, "model": m, "scenario": s, "seed": sd,
             "split_seed": split_seed, "label_space": space}
@@ -290,6 +306,11 @@ def _run_group(
     if not _check_record(_record_path(out, ref_id), ref_key):
         write(ref_id, ref_key, _trained(ret_dir, REFERENCE_LABEL).evaluated(reference, ref_eval_s),
               REFERENCE_LABEL, "reference", ret_dir)
+    for (x, fdir), fref in zip(floor_dirs.items(), scenario.floor_references, strict=True):
+        fid = cell_id(d, m, s, floor_label(x), sd)
+        if not _check_record(_record_path(out, fid), ref_key):  # the floor row: a retrain vs the oracle
+            rec = evaluate_record(scenario, fref.model(), _trained(fdir, floor_label(x)), **settings)
+            write(fid, ref_key, rec, floor_label(x), FLOOR_ROLE, fdir)
     if orig_todo:  # the original before unlearning, against the same oracle
         rec = evaluate_record(scenario, scenario.model, _trained(orig_dir, ORIGINAL_LABEL), **settings)
         write(orig_path.stem, ref_key, rec, ORIGINAL_LABEL, "original", orig_dir)
@@ -310,6 +331,14 @@ def _run_group(
             if isinstance(gp, (int, float)) else f"{c.id}: done in {rec.time_s:.2f} s")
         if bar is not None:
             bar.update(1)
+
+
+def _floor_dir(cfg: BenchConfig, out: Path, d: str, m: str, s: str, sd: int, x: int) -> Path:
+    """Where the model retrained with seed `x` for a cell of seed `sd` lives: the seed-`x`
+    oracle's directory when its split is the same (shared), else one beside the oracle."""
+    if cfg.split_seed_for(x) == cfg.split_seed_for(sd):
+        return out / "models" / slug(d) / slug(m) / f"s{x}" / f"retrain-{slug(s)}"
+    return out / "models" / slug(d) / slug(m) / f"s{sd}" / f"retrain-{slug(s)}-seed{x}"
 
 
 def _trained(run: Path, label: str) -> RunRecord:

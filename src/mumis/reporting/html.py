@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
-from .tables import NOTES, Table, _header, _seeds_note
+from .tables import Table, _header, _seeds_note, has_floor, notes
 
 _CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -25,6 +25,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 tr.reference td { background: #eef5ff; font-weight: 600; } tr.context td { background: #f7f7f7; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
+.howto { background: #f3f8ee; padding: 0.5em 1em; border-left: 4px solid #6a6; }
 .note { color: #555; font-size: 0.85em; } .warn { background: #fff4e0; padding: 0.5em 1em; border-left: 4px solid #f0a000; }
 """
 
@@ -33,13 +34,30 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+HOW_TO_READ = ("How to read this: every row is a model, every number its value; the retrain row "
+               "is the target, a model trained without the forget set, and each gap is a mean "
+               "distance to it (0 = the same numbers).")
+HOW_TO_READ_FLOOR = (" Two retrained models with different seeds already differ: the retrain (seed X) "
+                     "rows say by how much (the retraining floor, drawn as a shaded band on the "
+                     "charts). A number marked * is within the floor, as close to retrain as "
+                     "another retrained model is; an unmarked one is further than that.")
+HOW_TO_READ_NO_FLOOR = (" These records have a single retrained model, so there is no floor to read "
+                        "the gaps against; add `retrain_seeds: [0, 1]` to the bench config to see "
+                        "how far two retrained models differ.")
+
+
+def how_to_read(tables: list[Table]) -> str:
+    """The paragraph at the top of report.html."""
+    return HOW_TO_READ + (HOW_TO_READ_FLOOR if has_floor(tables) else HOW_TO_READ_NO_FLOOR)
+
+
 def table_html(table: Table, precision: int = 2) -> str:
     """One table as an HTML `<table>` (the oracle's row has class `reference`)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in _header(table))
     rows = []
     for r in table.rows:
         cells = [f"<td>{html.escape(r.method)}</td>"] + [
-            f"<td>{html.escape(r.values[k].text(precision))}</td>" for k, _ in table.columns]
+            f"<td>{html.escape(r.cell(k, precision))}</td>" for k, _ in table.columns]
         cls = ' class="reference"' if r.reference else ' class="context"' if r.context else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -112,6 +130,7 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{len(records)} records from {html.escape(str(out))}; generated {now} by '
         "<code>mumis report</code>.</p>",
+        f'<p class="howto">{html.escape(how_to_read(tables))}</p>',
     ]
     if not have_plots:
         parts.append('<p class="warn">matplotlib is not installed, so this page has no plots; '
@@ -134,8 +153,8 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
                 parts.append(f"<h3>MU-Mis dynamics: {html.escape(label)}</h3>")
                 parts.append(_img(plots.dynamics_chart(f"{t.title}, {label}", runs),
                                   f"MU-Mis dynamics, {label}, {t.title}"))
-    parts += [f'<p class="note">{html.escape(NOTES)}</p>', "</body></html>"]
+    parts += [f'<p class="note">{html.escape(notes(tables))}</p>', "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["mumis_runs", "render_html", "table_html", "table_samples"]
+__all__ = ["how_to_read", "mumis_runs", "render_html", "table_html", "table_samples"]

@@ -61,12 +61,36 @@ def accuracy_gap_chart(table: Table) -> bytes:
             errs = [r.values[k].std or 0.0 for r in table.rows]
             ax.bar(x + (j - (len(cols) - 1) / 2) * w, means, w, yerr=errs if any(errs) else None,
                    label=label, capsize=2)
+        _floor_bands(ax, table, cols, x, w, around_retrain=cols is acc)
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(table.title, fontsize=10)
     return _png(fig)
+
+
+def _floor_bands(ax: Any, table: Table, cols: list[tuple[str, str]], x: Any, w: float, *,
+                 around_retrain: bool) -> None:
+    """The retraining floor over every bar: a shaded box from the retrain row's value - floor to
+    + floor for values (accuracies), from 0 to the floor for distances (gaps); a bar whose top is
+    inside its box is within the floor. Nothing without a floor in the records (`retrain_seeds`)."""
+    from matplotlib.patches import Rectangle
+
+    ref = next((r for r in table.rows if r.reference), None)
+    first = True
+    for j, (k, _) in enumerate(cols):
+        f = table.floor.get(k)
+        centre = ref.values[k].mean if around_retrain and ref is not None else 0.0
+        if f is None or f.mean is None or centre is None:
+            continue
+        lo, hi = (centre - f.mean, centre + f.mean) if around_retrain else (0.0, f.mean)
+        for xi in x:
+            left = xi + (j - (len(cols) - 1) / 2) * w - w / 2
+            ax.add_patch(Rectangle((left, lo), w, max(hi - lo, 1e-6), facecolor="0.3", alpha=0.3,
+                                   edgecolor="black", linewidth=0.6, linestyle="--", zorder=3,
+                                   label="retraining floor" if first else None))
+            first = False
 
 
 def has_recovery(table: Table) -> bool:
@@ -101,6 +125,7 @@ def recovery_chart(table: Table) -> bytes:
     if ref is not None and ref.values[cols[-1][0]].mean is not None:
         ax.axhline(ref.values[cols[-1][0]].mean, color="C3", linestyle="--", linewidth=0.8,
                    label=f"{ref.method}, relearned")
+    _floor_bands(ax, table, cols, x, w, around_retrain=True)
     if len(cols) == 1:
         ax.text(0.5, 0.5, "no recovery audit measured in these records", ha="center",
                 va="center", transform=ax.transAxes)

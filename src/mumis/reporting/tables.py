@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bench.config import ORIGINAL_LABEL, REFERENCE_LABEL
+from ..bench.config import FLOOR_ROLE, ORIGINAL_LABEL, REFERENCE_LABEL
 
 #: (key, header) of the accuracy columns: forget, remaining, test.
 CLASSWISE_COLUMNS = (("test_forgotten_acc", "forget acc"), ("test_remaining_acc", "remaining acc"),
@@ -62,6 +62,10 @@ class Stat:
         return s + (f"{pm}{self.std:.{precision}f}" if self.std is not None else "")
 
 
+#: Marks a cell whose distance to retrain is within the retraining floor in every seed.
+WITHIN_MARK = "*"
+
+
 @dataclass
 class Row:
     method: str  # the label
@@ -70,6 +74,15 @@ class Row:
     values: dict[str, Stat]
     reference: bool = False
     context: bool = False  # the oracle or the original: a yardstick, not an unlearning method
+    floor: bool = False  # a further retrained model (`retrain_seeds`): the floor row
+    #: column -> within the retraining floor in every seed (True), in not every one (False);
+    #: absent: no floor in the records
+    within: dict[str, bool] = field(default_factory=dict)
+
+    def cell(self, key: str, precision: int = 2, pm: str = " ± ", mark: str = " " + WITHIN_MARK) -> str:
+        """A column's text, marked when within the floor (never on the retrained models' rows)."""
+        text = self.values[key].text(precision, pm)
+        return text + mark if self.within.get(key) and not (self.reference or self.floor) else text
 
 
 @dataclass
@@ -80,6 +93,9 @@ class Table:
     classwise: bool
     columns: list[tuple[str, str]]
     rows: list[Row] = field(default_factory=list)
+    #: column -> the retraining floor (largest retrain-vs-retrain distance, mean over seeds);
+    #: empty without `retrain_seeds`
+    floor: dict[str, Stat] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -91,6 +107,33 @@ def record_value(rec: dict[str, Any], key: str) -> Any:
     if key in _TOP_LEVEL:
         return rec.get(key)
     return ((rec.get("evaluation") or {}).get("model") or {}).get(key)
+
+
+def _floor_metrics(rec: dict[str, Any]) -> dict[str, Any]:
+    return ((rec.get("evaluation") or {}).get("floor") or {}).get("metrics") or {}
+
+
+def _within(recs: list[dict[str, Any]], key: str) -> bool | None:
+    """True when every record has the column within its floor, False when one has not, None:
+    no floor flag for it."""
+    flags = [_floor_metrics(r).get(key, {}).get("within") for r in recs]
+    if not flags or any(f is None for f in flags):
+        return None
+    return all(flags)
+
+
+def _table_floor(recs: list[dict[str, Any]], cols: list[tuple[str, str]]) -> dict[str, Stat]:
+    """Per column, the floor (its largest retrain-vs-retrain distance) averaged over seeds; the
+    floor depends only on the retrained models, so any record of a seed gives it."""
+    per_seed: dict[int, dict[str, Any]] = {}
+    for r in recs:
+        fm = _floor_metrics(r)
+        if fm:
+            per_seed.setdefault(int(r.get("seed", 0)), fm)
+    if not per_seed:
+        return {}
+    return {k: Stat.of([fm.get(k, {}).get("max") for fm in per_seed.values()]) for k, _ in cols
+            if any(k in fm for fm in per_seed.values())}
 
 
 def _order(values: list[str], preferred: Sequence[str] | None) -> list[str]:
@@ -128,12 +171,15 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                 audit = RECOVERY_CLASSWISE_COLUMNS if classwise else RECOVERY_RANDOM_COLUMNS
                 if any(audit[1][0] in ((r.get("evaluation") or {}).get("model") or {}) for r in recs):
                     cols[-1:-1] = list(audit)  # before the time column
-                table = Table(dataset=d, model=m, scenario=s, classwise=classwise, columns=cols)
+                table = Table(dataset=d, model=m, scenario=s, classwise=classwise, columns=cols,
+                              floor=_table_floor(recs, cols))
                 by_method: dict[str, list[dict[str, Any]]] = {}
                 for r in recs:
                     by_method.setdefault(r["method"], []).append(r)
-                # The oracle, then the original (no unlearning) for context, then the methods.
-                fixed = [n for n in (REFERENCE_LABEL, ORIGINAL_LABEL) if n in by_method]
+                # The oracle, the further retrained models (the floor rows), then the original
+                # (no unlearning) for context, then the methods.
+                floors = sorted({r["method"] for r in recs if r.get("role") == FLOOR_ROLE})
+                fixed = [n for n in (REFERENCE_LABEL, *floors, ORIGINAL_LABEL) if n in by_method]
                 order = fixed + _order([n for n in by_method if n not in fixed], labels)
                 for name in order:
                     rs = sorted(by_method[name], key=lambda r: r.get("seed", 0))
@@ -142,7 +188,9 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                         seeds=[int(r.get("seed", 0)) for r in rs],
                         values={k: Stat.of([record_value(r, k) for r in rs]) for k, _ in cols},
                         reference=rs[0].get("role") == "reference",
-                        context=rs[0].get("role") in ("reference", "original"),
+                        context=rs[0].get("role") in ("reference", "original", FLOOR_ROLE),
+                        floor=rs[0].get("role") == FLOOR_ROLE,
+                        within={k: w for k, _ in cols if (w := _within(rs, k)) is not None},
                     ))
                 tables.append(table)
     return tables
@@ -168,9 +216,9 @@ def to_markdown(tables: list[Table], *, title: str = "", precision: int = 2) -> 
         head = _header(t)
         out += [f"### {t.title} ({_seeds_note(t)})", "", _md_line(head),
                 "|" + "|".join("---" for _ in head) + "|"]
-        out += [_md_line([r.method] + [r.values[k].text(precision) for k, _ in t.columns]) for r in t.rows]
+        out += [_md_line([r.method] + [r.cell(k, precision) for k, _ in t.columns]) for r in t.rows]
         out.append("")
-    out.append(NOTES)
+    out.append(notes(tables))
     return "\n".join(out) + "\n"
 
 
@@ -187,6 +235,24 @@ NOTES = ("Accuracies in %. Class-wise / sub-class tables: forget acc = test_forg
          "retrain and original their training time.")
 
 
+FLOOR_NOTES = ("retrain (seed X): a model retrained with another seed, compared with the retrain "
+               "row like a method; its distances are the retraining floor. " + WITHIN_MARK + ": the "
+               "row's distance to retrain in that column (|difference| for accuracies and "
+               "MIA-efficacy, the gap itself for gaps) is within the floor, i.e. no larger than "
+               "the largest retrain-vs-retrain distance, in every seed; an unmarked number is "
+               "further from retrain than another retrained model is.")
+
+
+def has_floor(tables: list[Table]) -> bool:
+    """True when any table's records carry the retraining floor (`retrain_seeds`)."""
+    return any(t.floor for t in tables)
+
+
+def notes(tables: list[Table]) -> str:
+    """The notes under the tables (with the floor's when the records have one)."""
+    return NOTES + (" " + FLOOR_NOTES if has_floor(tables) else "")
+
+
 def to_csv(tables: list[Table]) -> str:
     """Long CSV: one row per (dataset, model, scenario, method), `KEY_mean` and `KEY_std` columns.
 
@@ -198,8 +264,10 @@ def to_csv(tables: list[Table]) -> str:
         keys += [k for k, _ in t.columns if k not in keys]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    floor = has_floor(tables)
+    stats = ("mean", "std", "within") if floor else ("mean", "std")
     w.writerow(["dataset", "model", "scenario", "method", "method_name", "n_seeds", "seeds"]
-               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+               + [f"{k}_{s}" for k in keys for s in stats])
     for t in tables:
         for r in t.rows:
             cells: list[Any] = [t.dataset, t.model, t.scenario, r.method, r.method_name or "",
@@ -208,6 +276,9 @@ def to_csv(tables: list[Table]) -> str:
                 st = r.values.get(k)
                 cells += ["" if st is None or st.mean is None else repr(st.mean),
                           "" if st is None or st.std is None else repr(st.std)]
+                if floor:
+                    wf = r.within.get(k)
+                    cells.append("" if wf is None or r.reference or r.floor else str(wf).lower())
             w.writerow(cells)
     return buf.getvalue()
 
@@ -233,7 +304,8 @@ def to_latex(tables: list[Table], *, precision: int = 2) -> str:
             cells = [_tex_escape(r.method)]
             for k, _ in t.columns:
                 st = r.values[k]
-                cells.append("n/a" if st.mean is None else "$" + st.text(precision, pm=_TEX_PM) + "$")
+                cells.append("n/a" if st.mean is None
+                             else "$" + r.cell(k, precision, pm=_TEX_PM, mark="^{*}") + "$")
             out.append(" & ".join(cells) + r" \\")
             if r.context and i + 1 < len(t.rows) and not t.rows[i + 1].context:
                 out.append(r"\midrule")
@@ -241,6 +313,7 @@ def to_latex(tables: list[Table], *, precision: int = 2) -> str:
     return "\n".join(out)
 
 
-__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "NOTES", "RANDOM_COLUMNS",
+__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "FLOOR_NOTES", "NOTES", "RANDOM_COLUMNS",
            "RECOVERY_CLASSWISE_COLUMNS", "RECOVERY_RANDOM_COLUMNS", "Row", "Stat", "Table",
-           "build_tables", "record_value", "to_csv", "to_latex", "to_markdown"]
+           "WITHIN_MARK", "build_tables", "has_floor", "notes", "record_value", "to_csv", "to_latex",
+           "to_markdown"]
