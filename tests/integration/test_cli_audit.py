@@ -113,3 +113,18 @@ def test_audit_full_size_digits(tmp_path: Path) -> None:
     assert lira["original"]["tpr_at_1pct_fpr"] > 50.0
     assert lira["retrain"]["tpr_at_1pct_fpr"] < 20.0
     assert set(res["lira_by_shadows"]) == {"4", "8"}
+
+
+def test_one_original_protocol() -> None:
+    """The challenge's protocol: one original, N method seeds. The original row is then N copies
+    of one model (a point mass: every example at the cap), and a deterministic method gives N
+    equal unlearned models too; the retrained floor is unaffected."""
+    src = resolve_source("digits", epochs=1)
+    st = AuditSettings(models=3, audits=("epsilon",), one_original=True)
+    res = run_audit(src, forget="class:3", methods=["ssd"], settings=st, device="cpu")
+    assert "lira" not in res and res["settings"]["one_original"] is True
+    assert res["accuracy"]["original"]["test_acc"]["std"] == pytest.approx(0.0, abs=1e-9)
+    assert res["epsilon"]["original"]["epsilon_capped_frac"] == 1.0
+    assert res["epsilon"]["ssd"]["epsilon_capped_frac"] == 1.0
+    assert res["epsilon"]["retrain"]["epsilon_capped_frac"] < 1.0
+    assert [r["seed"] for r in res["runs"]["ssd"]] == [0, 1, 2]
