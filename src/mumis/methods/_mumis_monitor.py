@@ -194,16 +194,15 @@ class HoldoutGuide:
 
     def __call__(self, step: int, forget_acc: float, h: _HoldoutReading, last: bool) -> tuple[bool, str | None]:
         """(is this reading the best so far, reason to stop or None)."""
+        if h.acc < self.start.acc - self.noise:  # a reading past the guard is never kept
+            return False, (f"holdout accuracy fell to {h.acc:.1f}% (start {self.start.acc:.1f}%, noise "
+                           f"{self.noise:.1f} points) at step {step}")
         score = self.score(forget_acc, h.acc)
         best = score < self.best_score
         if best:
             self.best_score, self.best_step, self.since_best = score, step, 0
         else:
             self.since_best += 1
-        floor = self.start.acc - self.noise
-        if h.acc < floor:
-            return best, (f"holdout accuracy fell to {h.acc:.1f}% (start {self.start.acc:.1f}%, noise "
-                          f"{self.noise:.1f} points) at step {step}")
         if forget_acc <= self.target:
             return best, f"forget accuracy {forget_acc:.1f}% <= holdout target {self.target:.1f}%"
         if self.patience and self.since_best >= self.patience:
