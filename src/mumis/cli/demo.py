@@ -1,7 +1,9 @@
 """`mumis demo`: the whole pipeline on one scenario, and the comparison table.
 
-Trains the original model and the retrained oracle, forgets the class with MU-Mis (forget data
-only), evaluates all three against the oracle and prints accuracies, MIAs, gaps and times.
+Trains the original model, the retrained oracle and a second retrained model (the next seed:
+how far two retrained models differ, the retraining floor), forgets the class with MU-Mis (forget
+data only), evaluates them against the oracle and prints accuracies, MIAs, gaps and times, the
+method's gap beside the floor.
 """
 
 from __future__ import annotations
@@ -35,15 +37,25 @@ test_forgot, test; otherwise forget, retain, test); 0 = as if trained without
 the forget set; the original row shows what doing nothing scores. gap_salun
 averages over forget, retain, test accuracy (test_kept when forgetting classes)
 and mia_eff. time_s: training time for retrain and original, unlearning time
-for the method."""
+for the method.
+How to read this: retrain (seed N) is a second model trained without the
+forget set, with another seed; its gaps are the retraining floor, how far two
+retrained models differ by chance. A method whose gap is at or below the
+floor is as close to retrain as retraining itself gets; above it, the gap is
+real."""
 
 
-def _gap_line(gap: float | None) -> list[str]:
-    """The method's gap_paper read out in words (nothing when it is n/a)."""
+def _gap_line(gap: float | None, floor: float | None = None, within: bool | None = None) -> list[str]:
+    """The method's gap_paper read out in words, beside the floor (nothing when it is n/a)."""
     if gap is None:
         return []
-    return textwrap.wrap(f"Here gap_paper {gap:.2f}: its accuracies are on average {gap:.2f} points "
-                         "from the retrained model's.", 78)
+    text = f"Here gap_paper {gap:.2f}"
+    if floor is not None:
+        text += f" (two retrained models differ by {floor:.2f})"
+    text += f": its accuracies are on average {gap:.2f} points from the retrained model's"
+    if within is not None:
+        text += ", within the floor" if within else ", beyond the floor"
+    return textwrap.wrap(text + ".", 78)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,10 +142,15 @@ def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) ->
     t0 = time.perf_counter()
     say(f"[1/4] training the original {args.model} on {args.dataset} ...")
     original = train_run(out=out / "original", **common)
-    say(f"[2/4] retraining without {args.forget} (the oracle) ...")
+    second = args.seed + 1
+    say(f"[2/4] retraining without {args.forget} (the oracle, and again with seed {second} for "
+        "the floor) ...")
     retrained = train_run(out=out / "retrained", forget=args.forget, **common)
+    # the same split, another training seed: how far two retrained models differ
+    again = train_run(out=out / f"retrained-seed{second}", forget=args.forget, **{**common, "seed": second})
     # --model names the factory: the opt-in to import it again
-    scenario = Scenario.load(out / "original", args.forget, reference=out / "retrained",
+    scenario = Scenario.load(out / "original", args.forget,
+                             reference=[out / "retrained", out / f"retrained-seed{second}"],
                              data_dir=args.data_dir, device=args.device, trust_model_code=args.model)
     name, settings = resolve_method_settings(args.method, None, overrides)
     needs = "forget and retain data" if get_method(name).requires_retain else "forget data only"
@@ -143,9 +160,12 @@ def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) ->
     ev = {"metrics": "all", "seed": args.seed}
     assert scenario.reference is not None  # given above
     reference = scenario.reference.report(scenario.splits, **ev)
+    floor_ref = scenario.floor_references[0]
     records = {
         "retrain": RunRecord(method="retrain", config=None, time_s=retrained.metrics["train_time_s"],
                              evaluation=reference.to_dict()),
+        floor_ref.name: evaluate_record(scenario, floor_ref.model(), RunRecord(
+            method=floor_ref.name, config=None, time_s=again.metrics["train_time_s"]), **ev),
         "original": evaluate_record(scenario, scenario.model, RunRecord(
             method="original", config=None, time_s=original.metrics["train_time_s"]), **ev),
         name: evaluate_record(scenario, done.model, done.record, **ev),
@@ -160,8 +180,10 @@ def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) ->
         "", *_tables(flat), LEGEND,
         *textwrap.wrap(f"{name}: {done.record.steps} steps, stopped: {done.record.stop_reason}; "
                        f"{_data_used(done.record, scenario)}.", 78),
-        *_gap_line(flat.get(name, {}).get("gap_paper")),
-        *textwrap.wrap(f"Run directories in {out}/ (original, retrained, {name}); total "
+        *_gap_line(flat.get(name, {}).get("gap_paper"), flat[floor_ref.name].get("gap_paper"),
+                   _within(records[name], "gap_paper")),
+        *textwrap.wrap(f"Run directories in {out}/ (original, retrained, retrained-seed{second}, "
+                       f"{name}); total "
                        f"{time.perf_counter() - t0:.1f} s.", 78),
     ]
     text = "\n".join(lines)
@@ -170,6 +192,12 @@ def _pipeline(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) ->
     atomic_write_json(out / MARKER, {"args": {k: v for k, v in vars(args).items() if k != "func"},
                                      "table": flat, "reports": {k: r.evaluation for k, r in records.items()}})
     return 0
+
+
+def _within(record: Any, key: str) -> bool | None:
+    """Whether the record's `key` is within the retraining floor (None: not measured)."""
+    floor = (record.evaluation or {}).get("floor") or {}
+    return (floor.get("metrics") or {}).get(key, {}).get("within")
 
 
 def _tables(flat: dict[str, dict[str, Any]]) -> list[str]:
