@@ -325,9 +325,12 @@ def test_floor_model_folders_and_old_benches(tmp_path: Path) -> None:
     cfg = load_bench_config(_write(tmp_path, {**TINY, "retrain_seeds": [0, 1], "split_seed": "seed"}),
                             check_data=False)
     assert cfg.floor_seeds(0) == [1] and cfg.floor_seeds(2) == [0, 1]
-    # another split for seed 1: its own folder beside the seed-0 oracle
+    # another split for seed 1: its own folder beside the seed-0 oracle, on the cell's split
     assert _floor_dir(cfg, tmp_path, "digits", "mlp", "random:0.1", 0, 1) == (
-        tmp_path / "models" / "digits" / "mlp" / "s0" / "retrain-random-0.1-seed1")
+        tmp_path / "models" / "digits" / "mlp" / "s0" / "retrain-random-0.1-seed1", 0)
+    # a class does not depend on the split seed: the seed-1 oracle is that retrained model
+    assert _floor_dir(cfg, tmp_path, "digits", "mlp", "class:3", 0, 1) == (
+        tmp_path / "models" / "digits" / "mlp" / "s1" / "retrain-class-3", 1)
     assert cfg.to_dict()["retrain_seeds"] == [0, 1]
     assert "retrain_seeds" not in load_bench_config(_write(tmp_path, TINY, "t.yaml"), check_data=False).to_dict()
     # records without a floor (an older bench): no marks, no floor rows, the page says how to get one

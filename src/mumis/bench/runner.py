@@ -13,7 +13,8 @@ DIR/records/<dataset>__<model>__<scenario>__retrain-seed-<x>__s<seed>.json  `ret
                                                  further retrained model against the oracle
 ```
 With `retrain_seeds`, each further retrained model is trained once (in the seed-x oracle's
-directory when the split is the same, else in `retrain-<scenario>-seed<x>` beside the oracle),
+directory when its split holds the same samples, else in `retrain-<scenario>-seed<x>` beside
+the oracle),
 every record's `evaluation` carries the `floor` block (`mumis.evaluation.floor`) and the floor
 row is that model evaluated against the oracle, like a method.
 Records carry per-sample losses and input sensitivities on a seeded subsample of each split
@@ -282,9 +283,10 @@ def _run_group(
     if todo or orig_todo:
         _ensure_model(cfg, orig_dir, res, say, label_space=space, **common)
     _ensure_model(cfg, ret_dir, res, say, forget=s, **common)
-    floor_dirs = {x: _floor_dir(cfg, out, d, m, s, sd, x) for x in cfg.floor_seeds(sd)}
-    for x, fdir in floor_dirs.items():
-        _ensure_model(cfg, fdir, res, say, forget=s, **{**common, "seed": x})
+    floor_dirs: dict[int, Path] = {}
+    for x in cfg.floor_seeds(sd):
+        floor_dirs[x], fsplit = _floor_dir(cfg, out, d, m, s, sd, x)
+        _ensure_model(cfg, floor_dirs[x], res, say, forget=s, **{**common, "seed": x, "split_seed": fsplit})
     # Without an original to run, the oracle's own run directory gives the scenario (its split is
     # the same). The config's `models:` entry names the factory: that is the opt-in to import it.
     scenario = Scenario.load(orig_dir if todo or orig_todo else ret_dir, s,
@@ -333,12 +335,22 @@ def _run_group(
             bar.update(1)
 
 
-def _floor_dir(cfg: BenchConfig, out: Path, d: str, m: str, s: str, sd: int, x: int) -> Path:
-    """Where the model retrained with seed `x` for a cell of seed `sd` lives: the seed-`x`
-    oracle's directory when its split is the same (shared), else one beside the oracle."""
-    if cfg.split_seed_for(x) == cfg.split_seed_for(sd):
-        return out / "models" / slug(d) / slug(m) / f"s{x}" / f"retrain-{slug(s)}"
-    return out / "models" / slug(d) / slug(m) / f"s{sd}" / f"retrain-{slug(s)}-seed{x}"
+def _floor_dir(cfg: BenchConfig, out: Path, d: str, m: str, s: str, sd: int, x: int) -> tuple[Path, int]:
+    """Where the model retrained with seed `x` for a cell of seed `sd` lives, and the split seed
+    to train it with: the seed-`x` oracle's directory and split seed when that split selects the
+    same samples (shared: a fixed split seed, or a class / sub-class spec), else a directory
+    beside the cell's oracle, on the cell's split."""
+    from ..data import resolve_manifest
+    from ..runs.cache import load_dataset
+
+    mine, theirs = cfg.split_seed_for(sd), cfg.split_seed_for(x)
+    shared = mine == theirs
+    if not shared:
+        bundle = load_dataset(d, cfg.data_dirs.get(d))
+        shared = resolve_manifest(s, bundle, seed=mine).same_split(resolve_manifest(s, bundle, seed=theirs))
+    if shared:
+        return out / "models" / slug(d) / slug(m) / f"s{x}" / f"retrain-{slug(s)}", theirs
+    return out / "models" / slug(d) / slug(m) / f"s{sd}" / f"retrain-{slug(s)}-seed{x}", mine
 
 
 def _trained(run: Path, label: str) -> RunRecord:
