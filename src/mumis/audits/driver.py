@@ -500,4 +500,8 @@ def format_table(result: dict[str, Any]) -> str:
                      "apart on the other side (outputs further from trained-on than a retrained model's).")
     if "retrain" in names:
         notes.append("retrain: another N retrained models (other seeds), the floor to read every row against.")
+    for name in names:
+        why = (eps.get(name) or lira.get(name) or {}).get("skipped")
+        if why:
+            notes.append(f"{name}: n/a, {why}.")
     return "\n".join(out + [""] + notes)
