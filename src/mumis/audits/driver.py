@@ -105,7 +105,7 @@ def resolve_source(
         CheckpointError: a path that is not a training run. ConfigError: --model / --recipe
             given with a checkpoint, bad settings. DataError: unknown dataset, missing data.
     """
-    from ..checkpoint import META_FILE, check_model_code, read_meta
+    from ..checkpoint import META_FILE, check_model_code, read_meta, run_config
     from ..config import build_config
     from ..data import load_dataset
     from ..models import is_user_factory, resolve_model_kwargs
@@ -125,7 +125,7 @@ def resolve_source(
                                   "`mumis train` run (its recipe is what the audit trains with)")
         check_model_code(meta, text, trust_model_code)
         try:
-            spec, ds, rec = meta["model"], meta["dataset"], meta["recipe"]
+            spec, ds, rec = meta["model"], meta["dataset"], run_config(meta)
             settings = dict(rec["config"])
         except (KeyError, TypeError):
             raise CheckpointError(f"{text!r}: its meta.json lacks the model, dataset or recipe; "
