@@ -125,7 +125,7 @@ def resolve_source(
                                   "`mumis train` run (its recipe is what the audit trains with)")
         check_model_code(meta, text, trust_model_code)
         try:
-            spec, ds, rec = meta["model"], meta["dataset"], run_config(meta)
+            spec, ds, rec = meta["model"], meta["dataset"], run_config(meta) or {}
             settings = dict(rec["config"])
         except (KeyError, TypeError):
             raise CheckpointError(f"{text!r}: its meta.json lacks the model, dataset or recipe; "
