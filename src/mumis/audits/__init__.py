@@ -4,11 +4,12 @@
   epsilon from threshold attacks, binned 2^-k) and its utility-adjusted final score.
 - `lira`: a per-example likelihood-ratio audit (LiRA shadows, U-LiRA-style positives and
   negatives) with TPR at 1 % and 0.1 % FPR.
-- `driver`: trains what both need and runs them (`mumis audit`). docs/membership-audits.md.
+- `driver`: trains what both need and runs them; `rundir`: as a run directory (`mumis audit`);
+  `settings`: what an audit runs on; `table`: the printed table. docs/membership-audits.md.
 """
 
 from .common import logit_scaled_confidence, model_confidences
-from .driver import AuditSettings, audit_run, format_table, resolve_source, run_audit
+from .driver import run_audit
 from .epsilon import (
     EpsilonResult,
     bin_points,
@@ -19,6 +20,9 @@ from .epsilon import (
     rule_epsilons,
 )
 from .lira import GaussianFit, fit_gaussians, lira_scores, roc_summary, tpr_at_fpr, ulira
+from .rundir import audit_run
+from .settings import AuditSettings, resolve_source
+from .table import format_table
 
 __all__ = [
     "AuditSettings", "EpsilonResult", "GaussianFit", "audit_run", "bin_points", "challenge_score",
