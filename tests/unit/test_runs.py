@@ -22,7 +22,7 @@ from mumis.runs import cache as run_cache
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mumis"
 RESULT_KEYS = ["method", "time_s", "steps", "stop_reason", "peak_mem_mb", "seed", "split_seed", "forget_spec",
-               "manifest_hash", "num_forget", "uses_retain", "device", "world_size", "checkpoint",
+               "manifest_hash", "num_forget", "uses_retain", "data_used", "device", "world_size", "checkpoint",
                "reference", "extra", "status", "weights_changed", "batchnorm_mode"]
 
 
