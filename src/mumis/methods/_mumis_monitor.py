@@ -161,11 +161,13 @@ class HoldoutGuide:
     the holdout accuracy (retain and test accuracy fall with it); the run keeps the best-scored
     reading, step 0 included, so it is never scored worse than doing nothing. The utility guard
     stops the run when the holdout accuracy falls below its start by more than its own noise
-    (two binomial standard errors, at least one sample).
+    (two binomial standard errors, at least one sample). It is read after every step (forward
+    passes only), since a small forget set can cross its target within a few steps;
+    `patience_steps` steps without a better score stop the run.
     """
 
     def __init__(self, model: nn.Module, holdout: tuple[torch.Tensor, torch.Tensor], y_mon: torch.Tensor,
-                 forget_acc0: float, *, target: float | None, patience: int) -> None:
+                 forget_acc0: float, *, target: float | None, patience_steps: int) -> None:
         self.x, self.y = holdout
         correct, loss = _read_holdout(model, self.x, self.y)
         self.start = _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
@@ -181,9 +183,9 @@ class HoldoutGuide:
         n = len(self.y)
         p = self.start.acc / 100.0
         self.noise = max(200.0 * math.sqrt(p * (1.0 - p) / n), 100.0 / n)
-        self.patience = patience
+        self.patience_steps = patience_steps
         self.best_score = self.score(forget_acc0, self.start.acc)
-        self.best_step, self.since_best = 0, 0
+        self.best_step = 0
 
     def score(self, forget_acc: float, holdout_acc: float) -> float:
         return abs(forget_acc - self.target) + 2.0 * max(0.0, self.start.acc - holdout_acc)
@@ -191,6 +193,11 @@ class HoldoutGuide:
     def read(self, model: nn.Module) -> _HoldoutReading:
         correct, loss = _read_holdout(model, self.x, self.y)
         return _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
+
+    @staticmethod
+    def forget_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy (percent) on the forget monitor subsample, forward passes only."""
+        return 100.0 * float(_read_holdout(model, x, y)[0].float().mean())
 
     def __call__(self, step: int, forget_acc: float, h: _HoldoutReading, last: bool) -> tuple[bool, str | None]:
         """(is this reading the best so far, reason to stop or None)."""
@@ -200,13 +207,11 @@ class HoldoutGuide:
         score = self.score(forget_acc, h.acc)
         best = score < self.best_score
         if best:
-            self.best_score, self.best_step, self.since_best = score, step, 0
-        else:
-            self.since_best += 1
+            self.best_score, self.best_step = score, step
         if forget_acc <= self.target:
             return best, f"forget accuracy {forget_acc:.1f}% <= holdout target {self.target:.1f}%"
-        if self.patience and self.since_best >= self.patience:
-            return best, f"no reading closer to the holdout in {self.patience} readings"
+        if self.patience_steps and step - self.best_step >= self.patience_steps:
+            return best, f"no step closer to the holdout in {self.patience_steps} steps"
         if last:
             return best, "max_steps reached"
         return best, None

@@ -241,7 +241,7 @@ class MuMis(LossMethod):
         self.guide: HoldoutGuide | None = None
         if ctx.holdout is not None and cfg.stop == "forget_acc":
             self.guide = HoldoutGuide(model, ctx.holdout, self.y_mon, m0.forget_acc, target=cfg.target_forget_acc,
-                                      patience=cfg.plateau_patience)
+                                      patience_steps=cfg.plateau_patience * cfg.monitor_every)
             self.best_state = copy.deepcopy(model.state_dict())
             target = self.guide.target
         else:
@@ -288,11 +288,11 @@ class MuMis(LossMethod):
         if step == 0:
             reason = self.stopper(self.m0)
             return None if reason is None else f"{reason} before any update"
+        if self.guide is not None:
+            return self._guided_stop(model, state)
         if step % cfg.monitor_every and step != cfg.max_steps:
             return None
         m = self._read(model)
-        if self.guide is not None:
-            return self._guided_stop(model, state, m)
         state.record({"step": step, "batch_loss": state.last_loss, **vars(m)})
         if (why := diverged(m, self.m0, cfg.divergence_factor)) is not None:
             model.load_state_dict(self.good_state)
@@ -300,19 +300,28 @@ class MuMis(LossMethod):
         self.good_state, self.good_step = copy.deepcopy(model.state_dict()), step
         return self.stopper(m)
 
-    def _guided_stop(self, model: nn.Module, state: LoopState, m: _Monitor) -> str | None:
-        """The holdout stop: read the holdout, keep the best reading, and on any stop (divergence
-        included) return to it (the original weights when no reading beat step 0)."""
-        guide, step = self.guide, state.step
+    def _guided_stop(self, model: nn.Module, state: LoopState) -> str | None:
+        """The holdout stop, after every step: forget and holdout accuracy (forward passes), the
+        full monitor reading (a history row, the divergence guard) every monitor_every steps;
+        keep the best step, and on any stop (divergence included) return to it (the original
+        weights when no step beat step 0)."""
+        guide, step, cfg = self.guide, state.step, self.config
         assert guide is not None
         h = guide.read(model)
-        state.record({"step": step, "batch_loss": state.last_loss, **vars(m), "holdout_acc": h.acc,
-                      "holdout_loss": h.loss})
-        why = diverged(m, self.m0, self.config.divergence_factor)
+        last = step >= cfg.max_steps
+        why = None
+        if step % cfg.monitor_every == 0 or last:
+            m = self._read(model)
+            state.record({"step": step, "batch_loss": state.last_loss, **vars(m), "holdout_acc": h.acc,
+                          "holdout_loss": h.loss})
+            forget_acc = m.forget_acc
+            why = diverged(m, self.m0, cfg.divergence_factor)
+        else:
+            forget_acc = guide.forget_acc(model, self.x_mon, self.y_mon)
         if why is not None:
             reason: str | None = f"diverged at step {step} ({why})"
         else:
-            best, reason = guide(step, m.forget_acc, h, last=step >= self.config.max_steps)
+            best, reason = guide(step, forget_acc, h, last=last)
             if best:
                 self.best_state = copy.deepcopy(model.state_dict())
         if reason is None:
