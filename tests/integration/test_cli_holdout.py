@@ -13,6 +13,7 @@ import pytest
 
 from mumis.checkpoint import load_run_splits, read_meta
 from mumis.cli import main
+from mumis.data import load_dataset
 from mumis.runs import Scenario
 
 
@@ -89,3 +90,25 @@ def test_bad_holdout_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["-q", "train", *COMMON, "--holdout", "1.5", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--holdout" in err and not (tmp_path / "x").exists()
+
+
+def test_requests_users_make_go_through_the_same_path(runs: Runs, tmp_path: Path) -> None:
+    """One person's few dozen images, a 1 % random request and several classes at once: the
+    same `mumis unlearn`, the holdout handed over, a stop reason from it."""
+    held = set(read_meta(runs.original)["manifest"]["holdout"])
+    person = [i for i in range(0, 600, 7) if i not in held][:30]
+    (tmp_path / "person.txt").write_text("\n".join(map(str, person)) + "\n")
+    for name, spec in (("person", f"indices:{tmp_path / 'person.txt'}"), ("one", "random:1%"), ("two", "class:3,5")):
+        out = tmp_path / name
+        assert main(["-q", "unlearn", "--checkpoint", str(runs.original), "--forget", spec, "--device", "cpu",
+                     "--method", "mumis", "--no-receipt", "--set", "max_steps=30", "--out", str(out)]) == 0
+        res = _result(out)
+        assert res["data_used"] == ["forget", "holdout"] and "kept" in res["stop_reason"]
+        target = res["extra"]["target_forget_acc"]
+        if name == "two":
+            y = load_dataset("digits").y_train.numpy()
+            both = np.flatnonzero(np.isin(y, [3, 5]))
+            assert target == 0.0 and res["num_forget"] == len(set(both.tolist()) - held)  # less their holdout
+        else:
+            assert 50.0 < target <= 100.0  # unseen samples of the same classes
+    assert _result(tmp_path / "person")["num_forget"] == 30
