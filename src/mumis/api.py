@@ -161,11 +161,9 @@ def unlearn(
     """Remove what `model` learned from `forget` with an unlearning method.
 
     For a method that differentiates input gradients (`needs_double_backward`: MU-Mis),
-    activation modules built with `inplace=True` (e.g. every torchvision ResNet's ReLU) run
-    out-of-place during the call and get their flag back afterwards, on the copy as on the
-    caller's model with `inplace=True`: the returned model has the caller's architecture
-    exactly. `result.extra["inplace_converted"]` names the modules switched. (Other methods
-    train through in-place activations as usual.)
+    activation modules built with `inplace=True` (torchvision's ReLU) run out-of-place during
+    the call and get their flag back afterwards: the returned model has the caller's
+    architecture exactly (`result.extra["inplace_converted"]` names the modules switched).
 
     Args:
         model: a classifier returning logits (N, K), or an output holding them (see
@@ -173,10 +171,8 @@ def unlearn(
         forget: the data to forget: (X, y) tensors, a Dataset or a DataLoader.
         method: a registered method name (`mumis.list_methods()`).
         retain: remaining data, only for methods that declare they need it.
-        holdout: unseen samples of the training distribution (a validation split neither this
-            model nor a retrained one trained on), only for methods that declare
-            `needs_holdout` ("optional" or "required"; see `mumis methods`). MU-Mis then stops
-            when the forget set looks like it (see docs/mumis.md).
+        holdout: unseen samples of the training distribution (no model trained on them), only
+            for methods that declare `needs_holdout` (MU-Mis: see docs/mumis.md).
         seed: seeds every random choice of the method (deterministic on CPU).
         device: 'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.
         inplace: change and return the caller's model instead of a copy.
@@ -191,35 +187,21 @@ def unlearn(
         data_used (which of forget / retain / holdout the method read);
         `extra` adds `inplace_converted` and `output_key` when the model needed them.
     Raises:
-        ConfigError: unknown method or setting, bad value, retain data given to (or missing for)
-            a method, a bad output_key. DataError: empty forget set, bad labels. ModelError:
-            the inputs do not fit the model, its output holds no (N, K) logits (or K does not
-            cover the labels), or it cannot do what the method needs (e.g. double backward
-            through in-place operations written in forward()).
+        ConfigError: unknown method or setting, bad value, retain data or a holdout given to (or
+            missing for) a method, a bad output_key. DataError: empty forget set, bad labels.
+            ModelError: the inputs do not fit the model, its output holds no (N, K) logits (or
+            K does not cover the labels), or it cannot do what the method needs (e.g. double
+            backward through in-place operations written in forward()).
     """
     cls = get_method(method)
     algo = cls(**config)
-    if cls.requires_retain and retain is None:
-        raise ConfigError(f"method {method!r} needs remaining data; pass retain=(X, y)")
-    if not cls.requires_retain and retain is not None:
-        raise ConfigError(
-            f"method {method!r} is remaining-data-free and must not be handed retain data; drop retain="
-        )
-    _check_holdout_use(cls, method, holdout)
+    _check_data_use(cls, method, retain, holdout)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_output_key(output_key)
     seed = check_seed(seed)
     dev = resolve_device(device)
-    fx, fy = to_tensors(forget, "forget")
-    rx_ry = to_tensors(retain, "retain") if retain is not None else None
-    hx_hy = to_tensors(holdout, "holdout") if holdout is not None else None
-    check_input_dtype(model, fx, "forget")
-    if rx_ry is not None:
-        check_input_dtype(model, rx_ry[0], "retain")
-    if hx_hy is not None:
-        check_input_dtype(model, hx_hy[0], "holdout")
-
+    data = _inputs(model, forget=forget, retain=retain, holdout=holdout)
     target = model if inplace else copy.deepcopy(model)
     switched: contextlib.AbstractContextManager[list[str]] = (
         out_of_place_activations(target) if cls.needs_double_backward else contextlib.nullcontext([]))
@@ -227,58 +209,105 @@ def unlearn(
     with preserved_state(target, device=True) if inplace else contextlib.nullcontext(), switched as converted:
         target.to(dev)
         target.eval()  # BatchNorm on running statistics, no dropout: samples do not interact
-        probe, key = probe_model(target, fx, output_key=output_key, what="forget", labels=fy)
-        k = int(probe.shape[1])
-        check_labels(fy, k, "forget")
-        if rx_ry is not None:
-            probe_model(target, rx_ry[0], output_key=key, what="retain", labels=rx_ry[1])
-            check_labels(rx_ry[1], k, "retain")
-        if hx_hy is not None:
-            probe_model(target, hx_hy[0], output_key=key, what="holdout", labels=hx_hy[1])
-            check_labels(hx_hy[1], k, "holdout")
-        if cls.needs_double_backward:
-            from .models.checks import check_double_backward
-
-            check_double_backward(target, fx[:2].to(dev), output_key=key)
+        k, key = _probe(target, cls, data, output_key, dev)
         runner = wrap(target, key)  # methods see plain logits; `target` stays the user's model
-        ctx = RunContext(
-            forget=(fx.to(dev), fy.to(dev)),
-            retain=None if rx_ry is None else (rx_ry[0].to(dev), rx_ry[1].to(dev)),
-            num_classes=k, generator=make_generator(seed), device=dev, progress=progress,
-            holdout=None if hx_hy is None else (hx_hy[0].to(dev), hx_hy[1].to(dev)),
-        )
-        from .training import choose_threads, torch_threads
-
-        # Small models on the CPU run faster on one thread (and much faster on a loaded machine);
-        # the choice depends on the model and batch size only, so runs stay reproducible.
-        batch = getattr(algo.config, "batch_size", 128) or len(fx)
-        threads = choose_threads(runner, fx, batch, dev)
-        with torch_threads(threads), _peak_memory(dev) as mem:
-            sync(dev)
-            t0 = time.perf_counter()
-            out = algo.run(runner, ctx)
-            sync(dev)
-            elapsed = time.perf_counter() - t0
+        ctx = _context(data, k, seed, dev, progress)
+        out, elapsed, peak = _run(algo, runner, ctx, dev)
         if not inplace:  # the copy gets the caller's modes (the caller's model: _preserved_state)
             for m_new, m_old in zip(target.modules(), model.modules(), strict=True):
                 m_new.train(m_old.training)
+    stop_reason, extra = _finish(target, out, method, converted, key)
+    return UnlearnResult(
+        model=target, method=method, config=config_to_dict(algo.config), history=out.history,
+        time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=peak, extra=extra,
+        data_used=cls.data_used(retain="retain" in data, holdout="holdout" in data),
+    )
+
+
+def _check_data_use(cls: type[UnlearningMethod], method: str, retain: DataLike | None,
+                    holdout: DataLike | None) -> None:
+    """ConfigError when retain data or a holdout goes to a method that does not declare it, or
+    is missing for one that needs it."""
+    if cls.requires_retain and retain is None:
+        raise ConfigError(f"method {method!r} needs remaining data; pass retain=(X, y)")
+    if not cls.requires_retain and retain is not None:
+        raise ConfigError(
+            f"method {method!r} is remaining-data-free and must not be handed retain data; drop retain="
+        )
+    _check_holdout_use(cls, method, holdout)
+
+
+def _inputs(model: nn.Module, forget: DataLike, **sets: DataLike | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The forget set and the other sets given, as checked (X, y) tensors of the model's float type."""
+    data = {"forget": to_tensors(forget, "forget")}
+    data.update({name: to_tensors(d, name) for name, d in sets.items() if d is not None})
+    for name, (x, _) in data.items():
+        check_input_dtype(model, x, name)
+    return data
+
+
+def _probe(target: nn.Module, cls: type[UnlearningMethod], data: dict[str, tuple[torch.Tensor, torch.Tensor]],
+           output_key: OutputKey | None, dev: torch.device) -> tuple[int, OutputKey | None]:
+    """(K, the output key) after checking that every data set fits the model and its labels lie
+    in 0..K-1, and that the model differentiates twice when the method needs it."""
+    fx, fy = data["forget"]
+    probe, key = probe_model(target, fx, output_key=output_key, what="forget", labels=fy)
+    k = int(probe.shape[1])
+    check_labels(fy, k, "forget")
+    for name, (x, y) in data.items():
+        if name != "forget":
+            probe_model(target, x, output_key=key, what=name, labels=y)
+            check_labels(y, k, name)
+    if cls.needs_double_backward:
+        from .models.checks import check_double_backward
+
+        check_double_backward(target, fx[:2].to(dev), output_key=key)
+    return k, key
+
+
+def _context(data: dict[str, tuple[torch.Tensor, torch.Tensor]], k: int, seed: int, dev: torch.device,
+             progress: bool) -> RunContext:
+    """The method's RunContext: the data sets on the device, a seeded generator."""
+    on = {name: (x.to(dev), y.to(dev)) for name, (x, y) in data.items()}
+    return RunContext(forget=on["forget"], retain=on.get("retain"), holdout=on.get("holdout"), num_classes=k,
+                      generator=make_generator(seed), device=dev, progress=progress)
+
+
+def _run(algo: UnlearningMethod, runner: nn.Module, ctx: RunContext,
+         dev: torch.device) -> tuple[Any, float, float | None]:
+    """(the method's output, its wall time, peak memory in MB) of one timed run."""
+    from .training import choose_threads, torch_threads
+
+    # Small models on the CPU run faster on one thread (and much faster on a loaded machine);
+    # the choice depends on the model and batch size only, so runs stay reproducible.
+    fx = ctx.forget[0]
+    batch = getattr(algo.config, "batch_size", 128) or len(fx)
+    threads = choose_threads(runner, fx, batch, dev)
+    with torch_threads(threads), _peak_memory(dev) as mem:
+        sync(dev)
+        t0 = time.perf_counter()
+        out = algo.run(runner, ctx)
+        sync(dev)
+        elapsed = time.perf_counter() - t0
+    return out, elapsed, mem["mb"]
+
+
+def _finish(target: nn.Module, out: Any, method: str, converted: list[str],
+            key: OutputKey | None) -> tuple[str, dict[str, Any]]:
+    """(stop_reason, extra) of a finished run; inf / NaN weights are said there and warned of."""
     stop_reason = out.stop_reason
     bad = sum(int((~torch.isfinite(p)).sum()) for p in target.parameters())
     if bad:
         # Never hand back a broken model silently: the run's result says so, and so does a warning.
         stop_reason += f"; {bad} non-finite weights: the method diverged, do not use this model"
         warnings.warn(f"{method}: {bad} weights are inf or NaN after unlearning (the method "
-                      "diverged); lower its learning rate", RuntimeWarning, stacklevel=2)
+                      "diverged); lower its learning rate", RuntimeWarning, stacklevel=3)
     extra = dict(out.extra)
     if converted:
         extra["inplace_converted"] = list(converted)
     if key is not None:
         extra["output_key"] = describe_key(key)
-    return UnlearnResult(
-        model=target, method=method, config=config_to_dict(algo.config), history=out.history,
-        time_s=elapsed, steps=out.steps, stop_reason=stop_reason, peak_mem_mb=mem["mb"], extra=extra,
-        data_used=cls.data_used(retain=rx_ry is not None, holdout=hx_hy is not None),
-    )
+    return stop_reason, extra
 
 
 def _check_holdout_use(cls: type[UnlearningMethod], method: str, holdout: DataLike | None) -> None:

@@ -166,6 +166,19 @@ def _train_and_save(out: Path, net: nn.Module, splits: Splits, cfg: TrainConfig,
     return history, metrics
 
 
+def _resolved(*, dataset: str, meta: dict[str, Any], model: str, spec: dict[str, Any], forget: str | None,
+              manifest: Any, recipe: str, seed: int, split_seed: int, dev: torch.device, cfg: TrainConfig,
+              holdout: float | int) -> dict[str, Any]:
+    """config.yaml: the run's settings, resolved."""
+    return {
+        "dataset": dataset, "data_dir": meta["dataset"]["data_dir"], "model": model,
+        "model_kwargs": spec["kwargs"], "forget": forget, "label_space": manifest.label_space,
+        "recipe": recipe, "seed": int(seed), "split_seed": int(split_seed),
+        "device": str(dev), "train": config_to_dict(cfg),
+        **({"holdout": holdout} if holdout else {}),  # absent: the config.yaml of older runs
+    }
+
+
 def train_run(
     *,
     out: str | Path,
@@ -199,10 +212,8 @@ def train_run(
         data_dir: data folder (default: the dataset's own default).
         label_space: "coarse" trains an original on superclass labels (for sub-class
             scenarios); with a `subclass:` spec it is implied.
-        holdout: validation split held out of the training data of every model of the run: a
-            fraction (0.05), a percentage string ("5%"), a count (300) or 0 for none (default).
-            Class-stratified and drawn with `split_seed`, so give the original and the
-            retrained model the same value.
+        holdout: validation split no model of the run trains on (class-stratified, drawn with
+            `split_seed`: give both models the same): 0.05, "5%", a count (300) or 0 (none).
         epochs: overrides the recipe's epochs.
         overrides: TrainConfig settings (`lr`, ...) and model options as `model.KEY`.
         model_kwargs: model options (merged with the `model.KEY` overrides).
@@ -235,13 +246,8 @@ def train_run(
                       manifest=manifest, forget_spec=forget, seed=seed,
                       recipe={"name": recipe, "config": config_to_dict(cfg)},
                       split_seed=int(split_seed))
-    resolved = {
-        "dataset": dataset, "data_dir": meta["dataset"]["data_dir"], "model": model,
-        "model_kwargs": spec["kwargs"], "forget": forget, "label_space": manifest.label_space,
-        "recipe": recipe, "seed": int(seed), "split_seed": int(split_seed),
-        "device": str(dev), "train": config_to_dict(cfg),
-        **({"holdout": holdout} if holdout else {}),  # absent: the config.yaml of older runs
-    }
+    resolved = _resolved(dataset=dataset, meta=meta, model=model, spec=spec, forget=forget, manifest=manifest,
+                         recipe=recipe, seed=seed, split_seed=split_seed, dev=dev, cfg=cfg, holdout=holdout)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     if threads is None:
