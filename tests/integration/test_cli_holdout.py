@@ -112,3 +112,12 @@ def test_requests_users_make_go_through_the_same_path(runs: Runs, tmp_path: Path
         else:
             assert 50.0 < target <= 100.0  # unseen samples of the same classes
     assert _result(tmp_path / "person")["num_forget"] == 30
+
+
+def test_a_reference_without_the_holdout_is_another_split(runs: Runs, tmp_path: Path) -> None:
+    from mumis.exceptions import ConfigError
+
+    other = tmp_path / "ret0"
+    assert main(["-q", "train", *COMMON, "--forget", "random:10%", "--out", str(other)]) == 0
+    with pytest.raises(ConfigError, match="another split.*--holdout"):
+        Scenario.load(runs.original, "random:10%", reference=other, device="cpu")
