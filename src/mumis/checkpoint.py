@@ -384,6 +384,6 @@ def check_reference(reference: str | Path, manifest: Any, split_seed: int) -> di
         f"reference {str(reference)!r} was trained with forget spec {ref.get('forget_spec')!r} "
         f"(split seed {ref_seed}) on {ref_m.get('dataset')!r}, but this run resolves "
         f"{manifest.spec!r} (split seed {split_seed}) on {manifest.dataset!r} to another split; "
-        "the forget spec, split seed (--split-seed), holdout (--holdout) and dataset must match the ones the retrained "
-        "model used"
+        "the forget spec, split seed (--split-seed) and dataset must match the ones the retrained "
+        "model used, and so must its holdout (mumis train --holdout)"
     )
