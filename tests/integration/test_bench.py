@@ -122,7 +122,8 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
             assert cells[4:7] == [f"{v:.2f}" for v in (model["mia_efficacy"], rec["gap_paper"], rec["gap_salun"])]
             # the recovery audits (metrics: all), then the time; the MLP has no BatchNorm
             assert cells[7:] == ["n/a", f"{model['relearn_test_forgotten_acc']:.2f}",
-                                 f"{rec['gap_recovery']:.2f}", f"{rec['time_s']:.2f}"]
+                                 f"{model['probe_forget_acc']:.2f}", f"{rec['gap_recovery']:.2f}",
+                                 f"{rec['time_s']:.2f}"]
 
 
 def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

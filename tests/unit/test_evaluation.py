@@ -244,7 +244,8 @@ def test_to_dict_contract_json_and_markdown():
     assert set(d["model"]) == {"forget_acc", "unlearn_acc", "retain_acc", "test_acc",
                                "mia_efficacy", "mia_entropy", "mia_loss_acc", "mia_loss_acc_scrub", "mia_loss_auc",
                                "kl_to_retrain", "js_to_retrain", "bn_reestimated_forget_acc",
-                               "bn_reestimated_test_acc", "relearn_forget_acc", "relearn_test_acc"}
+                               "bn_reestimated_test_acc", "relearn_forget_acc", "relearn_test_acc",
+                               "probe_forget_acc", "probe_retain_acc"}
     assert d["reference"]["kl_to_retrain"] == 0.0
     assert len(d["per_class_acc"]["model"]) == K and "reference" in d["per_class_acc"]
     assert "lower = more forgotten" in d["orientation"]["mia_entropy"]

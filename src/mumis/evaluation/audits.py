@@ -1,4 +1,4 @@
-"""The recovery audits inside `evaluate`: BatchNorm re-estimation and a relearning attack.
+"""The recovery audits inside `evaluate`: BatchNorm re-estimation, a relearning attack, a feature probe.
 
 The audits themselves are `mumis.metrics.recovery`; here they run on copies of the model and of
 the reference with the same settings and data, and their accuracies get prefixed keys. See
@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from ..data.splits import Pair, Splits
-from ..exceptions import DataError
+from ..exceptions import DataError, ModelError
 from ..metrics.accuracy import logits_accuracy
 from ..metrics.recovery import (
     RecoveryConfig,
     audit_slices,
     batchnorm_layers,
+    feature_probe,
     reestimate_batchnorm,
     relearn,
 )
@@ -69,7 +70,9 @@ class RecoverySpec:
             f"attack: {c.relearn_steps} SGD steps (lr {c.relearn_lr:g}, momentum "
             f"{c.relearn_momentum:g}, batch {c.relearn_batch_size}, seed {self.seed}) of "
             f"cross-entropy fine-tuning on {len(self.relearn_data[1])} labelled retain samples, "
-            "BatchNorm in train mode, dropout off; the same for the model and the reference")
+            "BatchNorm in train mode, dropout off; feature probe: a logistic regression on the "
+            "classifier's input features, fitted on half the forget set and half that retain slice, "
+            "scored on the other halves; the same for the model and the reference")
         return {"summary": summary, "settings": c.to_dict(), "seed": self.seed,
                 "bn_data": self.bn_source, "relearn_samples": len(self.relearn_data[1]),
                 "key": self.key}
@@ -106,6 +109,17 @@ def run_audits(model: nn.Module, splits: Splits, spec: RecoverySpec,
         notes.append(f"relearning attack: {out.note}")
     values.update(audited_accuracies(out.model, splits, "relearn", batch_size))
     t2 = time.perf_counter()
+    values.update(_probe(model, splits, spec, notes))
     return values, {"batchnorm_layers": n_bn, "relearn_steps": out.steps, "notes": notes,
-                    "bn_time_s": t1 - t0, "relearn_time_s": t2 - t1}
+                    "bn_time_s": t1 - t0, "relearn_time_s": t2 - t1, "probe_time_s": time.perf_counter() - t2}
+
+
+def _probe(model: nn.Module, splits: Splits, spec: RecoverySpec, notes: list[str]) -> dict[str, float]:
+    """The feature probe's keys on the relearning attack's retain slice; n/a (noted) where it cannot run."""
+    x, y = spec.relearn_data
+    try:
+        return feature_probe(model, splits.forget, (x, y), retain_samples=len(y), seed=spec.seed).keys()
+    except (DataError, ModelError) as e:  # a tiny forget set, or no classifier layer to read
+        notes.append(f"feature probe: n/a ({e})")
+        return {"probe_forget_acc": math.nan, "probe_retain_acc": math.nan}
 

@@ -14,7 +14,8 @@ METRIC_KEYS = ("forget_acc", "unlearn_acc", "retain_acc", "test_acc", "test_rema
                "test_forgotten_acc", "mia_efficacy", "mia_entropy", "mia_loss_acc",
                "mia_loss_acc_scrub", "mia_loss_auc", "kl_to_retrain", "js_to_retrain",
                *(f"{a}_{k}" for a in ("bn_reestimated", "relearn")
-                 for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")))
+                 for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")),
+               "probe_forget_acc", "probe_retain_acc")
 #: The accuracies each recovery audit measures (prefixed with `bn_reestimated_` / `relearn_`);
 #: test_remaining / test_forgotten only for class-wise and sub-class forgetting.
 RECOVERY_ACCURACIES = ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")
@@ -56,5 +57,8 @@ MEANING: dict[str, str] = {
                                      "test_forgotten_acc")},
     **{f"relearn_{k}": f"{k} after a short fine-tuning attack on a retain slice; ideal = retrain's"
        for k in ("forget_acc", "test_acc", "test_remaining_acc", "test_forgotten_acc")},
+    "probe_forget_acc": "linear probe on penultimate features, held-out forget samples given their "
+                        "label (%): does the class live on in the features? ideal = retrain's",
+    "probe_retain_acc": "the same probe on held-out retain samples (%): the probe works at all",
 }
 

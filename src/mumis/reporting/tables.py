@@ -31,9 +31,11 @@ COMMON_COLUMNS = (("mia_efficacy", "MIA-efficacy"), ("gap_paper", "gap (paper)")
 #: Recovery audit columns (only in tables whose records carry them): class-wise / random.
 RECOVERY_CLASSWISE_COLUMNS = (("bn_reestimated_test_forgotten_acc", "forget acc, BN re-est."),
                               ("relearn_test_forgotten_acc", "forget acc, relearned"),
+                              ("probe_forget_acc", "forget, feature probe"),
                               ("gap_recovery", "gap (recovery)"))
 RECOVERY_RANDOM_COLUMNS = (("bn_reestimated_forget_acc", "forget acc, BN re-est."),
                            ("relearn_forget_acc", "forget acc, relearned"),
+                           ("probe_forget_acc", "forget, feature probe"),
                            ("gap_recovery", "gap (recovery)"))
 _TOP_LEVEL = ("gap_paper", "gap_salun", "gap_recovery", "time_s")
 _TEX_PM = r" \pm "
@@ -170,7 +172,9 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                 cols = list(CLASSWISE_COLUMNS if classwise else RANDOM_COLUMNS) + list(COMMON_COLUMNS)
                 audit = RECOVERY_CLASSWISE_COLUMNS if classwise else RECOVERY_RANDOM_COLUMNS
                 if any(audit[1][0] in ((r.get("evaluation") or {}).get("model") or {}) for r in recs):
-                    cols[-1:-1] = list(audit)  # before the time column
+                    # before the time column; the probe only where records carry it (older benches do not)
+                    cols[-1:-1] = [c for c in audit if c[0] != "probe_forget_acc"
+                                   or any(c[0] in ((r.get("evaluation") or {}).get("model") or {}) for r in recs)]
                 table = Table(dataset=d, model=m, scenario=s, classwise=classwise, columns=cols,
                               floor=_table_floor(recs, cols))
                 by_method: dict[str, list[dict[str, Any]]] = {}
