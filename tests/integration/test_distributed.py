@@ -31,7 +31,8 @@ SETTINGS = ["--set", "batch_size=64", "--set", "max_steps=60", "--set", "monitor
             "--set", "lr=5e-4", "--set", "stop=forget_acc",
             # every weight, unnormalised loss: the double-backprop path, sharded across ranks
             "--set", "update=all", "--set", "normalise=false"]
-RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json"}
+RUN_FILES = {"model.safetensors", "meta.json", "config.yaml", "history.jsonl", "result.json", "receipt.json",
+             "receipt.html"}
 
 
 def _torchrun() -> list[str]:

@@ -172,3 +172,60 @@ def test_update_setting_names_what_moved_and_refuses_a_frozen_classifier(bn_case
     frozen[9].requires_grad_(False)
     with pytest.raises(mumis.exceptions.ConfigError, match="update=last finds no trainable weights"):
         mumis.unlearn(frozen, splits.forget, device="cpu")
+
+
+def test_batchnorm_as_affine_is_the_same_function_and_leaves_the_original() -> None:
+    from mumis.functional.batchnorm import ChannelAffine, batchnorm_as_affine, has_running_batchnorm
+
+    torch.manual_seed(0)
+    net = _net("batch")
+    net.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            net(torch.rand(32, 1, 8, 8))
+    net.eval()
+    before = copy.deepcopy(net.state_dict())
+    affine = batchnorm_as_affine(net)
+    x = torch.rand(16, 1, 8, 8)
+    assert torch.allclose(affine(x), net(x), atol=1e-5)
+    assert not has_running_batchnorm(affine) and has_running_batchnorm(net)
+    assert sum(isinstance(m, ChannelAffine) for m in affine.modules()) == 2
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not has_running_batchnorm(_net("group"))
+
+
+def test_mumis_update_last_on_batchnorm_runs_on_the_affine_copy(digits, monkeypatch) -> None:
+    """The default run on a BatchNorm model: the same classifier (to float rounding) as the base
+    loop on the model itself, and a backbone with its statistics returned bit for bit."""
+    import mumis.methods.mumis as mumis_module
+    from mumis.methods import LossMethod, MuMis
+    from mumis.methods.base import RunContext
+
+    copies: list[nn.Module] = []
+    real = mumis_module.batchnorm_as_affine
+    monkeypatch.setattr(mumis_module, "batchnorm_as_affine", lambda m: copies.append(real(m)) or copies[-1])
+
+    bundle, splits = digits
+    torch.manual_seed(0)
+    x, y = splits.retain[0][:600].view(-1, 1, 8, 8), splits.retain[1][:600]
+    full_x = torch.cat([x, splits.forget[0].view(-1, 1, 8, 8)])
+    full_y = torch.cat([y, splits.forget[1]])
+    net = _train(_net("batch"), full_x, full_y, epochs=8)
+    forget = (splits.forget[0].view(-1, 1, 8, 8), splits.forget[1])
+
+    def run(use_affine: bool) -> tuple[nn.Module, object]:
+        model = copy.deepcopy(net).eval()
+        algo = MuMis(max_steps=8)
+        ctx = RunContext(forget=forget, retain=None, num_classes=10,
+                         generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+        out = algo.run(model, ctx) if use_affine else LossMethod.run(algo, model, ctx)
+        return model, out
+
+    (fast, out_fast), (plain, out_plain) = run(True), run(False)
+    assert len(copies) == 1  # the default run worked on the affine copy
+    assert out_fast.steps == out_plain.steps
+    for k, v in net.state_dict().items():
+        if not k.startswith("9."):  # the classifier (last module of the Sequential)
+            assert torch.equal(fast.state_dict()[k], v), k
+    assert not torch.equal(fast.state_dict()["9.weight"], net.state_dict()["9.weight"])
+    assert torch.allclose(fast.state_dict()["9.weight"], plain.state_dict()["9.weight"], atol=1e-4)

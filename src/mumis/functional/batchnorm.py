@@ -6,9 +6,15 @@ sensitivities at once. It is also invisible to anyone who re-estimates the stati
 ordinary images (BatchNorm with batch statistics is invariant to a per-channel scale of the
 layer before it), so a model "forgotten" that way comes back. `FilterNorms` removes that
 direction: it keeps the norm of every such output filter fixed while the weights move.
+
+`batchnorm_as_affine` gives a copy of a model whose eval-mode BatchNorm layers are plain
+per-channel affine maps: the same function, whose double backward is cheaper (MU-Mis with
+`update=last` runs on such a copy; BENCHMARKS.md, step cost).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -166,3 +172,45 @@ def parameters_after_batchnorm(model: nn.Module, x: torch.Tensor) -> list[nn.Par
     # submodules run before the last BatchNorm count
     after = [m for m in order[last + 1 :] if not any(sub in before for sub in m.modules())]
     return _own_parameters(after)
+
+
+class ChannelAffine(nn.Module):
+    """What an eval-mode BatchNorm computes, x * scale + shift per channel, as two plain ops."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, bn: _BatchNorm) -> None:
+        super().__init__()
+        if bn.running_mean is None or bn.running_var is None:
+            raise ValueError("ChannelAffine needs a BatchNorm with running statistics")
+        scale = (bn.running_var + bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+def has_running_batchnorm(model: nn.Module) -> bool:
+    """Whether any BatchNorm layer of `model` normalises with running statistics in eval mode."""
+    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in model.modules())
+
+
+@torch.no_grad()
+def batchnorm_as_affine(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm that has running statistics replaced by
+    its `ChannelAffine` (exact in eval mode, any architecture; the original is not touched).
+
+    Only valid while those layers stay fixed: their weights and statistics become buffers.
+    """
+    out = copy.deepcopy(model).eval()
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, _BatchNorm) and child.track_running_stats:
+                setattr(parent, name, ChannelAffine(child))
+    return out
