@@ -9,7 +9,8 @@ from . import (
     grad_ascent,  # noqa: F401
     jit,  # noqa: F401
     l1_sparse,  # noqa: F401
-    mumis,  # noqa: F401  (registers mumis, mumis_published, mumis_v1)
+    mumis,  # noqa: F401
+    mumis_variants,  # noqa: F401  (mumis_published, mumis_v1)
     neggrad_plus,  # noqa: F401
     random_label,  # noqa: F401
     retrain,  # noqa: F401
@@ -19,7 +20,8 @@ from . import (
 )
 from ._loop import Batch, LoopState, LossMethod, Pass
 from .base import METHODS, RunContext, RunOutput, UnlearningMethod, register_method
-from .mumis import MuMis, MuMisPublished, MuMisV1
+from .mumis import MuMis
+from .mumis_variants import MuMisPublished, MuMisV1
 
 __all__ = [
     "METHODS", "Batch", "LoopState", "LossMethod", "MuMis", "MuMisPublished", "MuMisV1", "Pass", "RunContext",

@@ -9,7 +9,7 @@ Objective, per forget sample (x, c) and an irrelevant class c' != c:
 minimised by gradient descent on the weights with the forget data only, model in eval mode.
 The loss is unbounded below, so the stopping rule is part of the method.
 
-Three registered variants share this file:
+Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 - `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
   irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
   (with a plateau stop). Remaining-data-free. With a holdout (samples no model trained on,
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..config import redefault, setting
+from ..config import setting
 from ..exceptions import ConfigError
 from ..functional import input_sensitivity, norms, other_classes, selected_logit_gradients
 from ..functional.batchnorm import (
@@ -44,7 +44,7 @@ from ._loop import Batch, LoopState, LossMethod
 from ._mumis_monitor import HoldoutGuide, Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
 from .base import HoldoutUse, RunContext, RunOutput, register_method
 
-__all__ = ["HoldoutGuide", "MuMis", "MuMisConfig", "MuMisPublished", "MuMisV1", "StopRule", "Stopper", "_Monitor", "_monitor"]
+__all__ = ["HoldoutGuide", "MuMis", "MuMisConfig", "StopRule", "Stopper", "_Monitor", "_monitor"]
 
 
 @dataclass
@@ -365,46 +365,3 @@ class MuMis(LossMethod):
             extra.update(target_forget_acc=self.guide.target, kept_step=self.guide.best_step,
                          holdout_acc_start=self.guide.start.acc)
         return extra
-
-
-@dataclass
-class MuMisPublishedConfig(MuMisConfig):
-    """The published method as written: unbounded loss, random c', S' growth stopping rule."""
-
-    lr: float = redefault(MuMisConfig, "lr", 1e-4, help="learning rate")
-    normalise: bool = redefault(MuMisConfig, "normalise", False)
-    update: Literal["last", "after_batchnorm", "all"] = redefault(MuMisConfig, "update", "all")
-    batchnorm_filters: Literal["fixed_norm", "free"] = redefault(MuMisConfig, "batchnorm_filters", "free")
-    irrelevant_cap: float | None = redefault(MuMisConfig, "irrelevant_cap", None,
-                                             help="None: the published, unbounded irrelevant term")
-    stop: StopRule = redefault(MuMisConfig, "stop", "published")
-
-
-@register_method
-class MuMisPublished(MuMis):
-    """MU-Mis exactly as published (for comparison; see docs/mumis-study.md for its failure modes)."""
-
-    name = "mumis_published"
-    summary = "MU-Mis as published: unbounded objective, S'-based stopping rule"
-    Config = MuMisPublishedConfig
-    needs_holdout = "no"
-    batchnorm_note = ("eval mode, as the paper states; every weight moves, so on BatchNorm networks a "
-                      "re-estimation of the statistics can bring much of the forgotten class back (docs/mumis.md)")
-
-
-@dataclass
-class MuMisV1Config(MuMisPublishedConfig):
-    """First version (2024): full-batch gradient descent, stop on the mean loss decrease."""
-
-    batch_size: int = redefault(MuMisConfig, "batch_size", 0)
-    stop: StopRule = redefault(MuMisConfig, "stop", "v1")
-
-
-@register_method
-class MuMisV1(MuMis):
-    """MU-Mis, first version (2024): full batch, loss-decrease stopping rule."""
-
-    name = "mumis_v1"
-    summary = "MU-Mis first version: full batch, stop when the mean loss decrease reaches delta"
-    Config = MuMisV1Config
-    needs_holdout = "no"
