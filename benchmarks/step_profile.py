@@ -33,6 +33,7 @@ import torch.func
 from torch import nn
 
 from mumis.functional import norms, selected_logit_gradients
+from mumis.functional.batchnorm import batchnorm_as_affine as affine_batchnorm  # the library's, since 12-01
 from mumis.functional.batchnorm import last_layer
 from mumis.methods.mumis import MuMis
 from mumis.models import build_model
@@ -83,36 +84,6 @@ def fold_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
         conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
         setattr(parent, name, nn.Identity())
     return folded
-
-
-class ChannelAffine(nn.Module):
-    """What an eval-mode BatchNorm computes, x * scale + shift per channel, as plain ops."""
-
-    def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        assert bn.running_var is not None and bn.running_mean is not None
-        scale = (bn.running_var + bn.eps).rsqrt()
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        self.register_buffer("scale", scale.detach().clone())
-        self.register_buffer("shift", shift.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * self.scale.view(shape) + self.shift.view(shape)
-
-
-@torch.no_grad()
-def affine_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy with every BatchNorm that has running statistics replaced by its eval-mode
-    `ChannelAffine` (any architecture: nothing is matched or folded)."""
-    out = copy.deepcopy(model).eval()
-    for parent in list(out.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.track_running_stats:
-                setattr(parent, name, ChannelAffine(child))
-    return out
 
 
 def freeze_backbone(model: nn.Module, x: torch.Tensor) -> list[nn.Parameter]:
