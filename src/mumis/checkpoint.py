@@ -64,7 +64,8 @@ META_FILE = "meta.json"
 #: Every file mumis writes into a run directory; `--overwrite` replaces only folders holding
 #: nothing else (utils.check_overwritable). Add a name here when a verb writes a new file.
 RUN_FILES = frozenset({WEIGHTS_FILE, META_FILE, "config.yaml", "history.jsonl", "metrics.json",
-                       "result.json", "evaluation.json", "receipt.json", "receipt.html", "audit.json"})
+                       "result.json", "evaluation.json", "receipt.json", "receipt.html", "audit.json",
+                       "audit.html"})
 _HOW = "give the --out folder of a finished `mumis train` or `mumis unlearn` run"
 
 #: Which user model factories a load may import: False (none, the default), True (any), or

@@ -23,7 +23,7 @@ def _audit(tmp: Path, *extra: str) -> tuple[int, Path]:
 def test_audit_end_to_end_ci_sized(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _audit(tmp_path)
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "config.yaml", "meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["audit.html", "audit.json", "config.yaml", "meta.json"]
     assert read_meta(out)["kind"] == "audit"
     res = json.loads((out / "audit.json").read_text())
     assert res["num_forget"] == 146 and res["settings"]["shadow_unit"] == "set"

@@ -268,7 +268,7 @@ def _lira_result(
     t0 = time.perf_counter()
     confs = np.stack(shadow_confs)
     fit = fit_gaussians(confs, mask, variance=variance)
-    out: dict[str, Any] = {"lira": {name: _lira_row(row, ref, fit) for name, row in rows.items()}}
+    out: dict[str, Any] = {"lira": {name: _lira_row(row, ref, fit, curve=True) for name, row in rows.items()}}
     # How the numbers move with K, for free: the first k shadows are an audit with k shadows
     # (the IN/OUT masks are balanced on every even prefix, the seeds are the same).
     by_k: dict[str, Any] = {}
@@ -301,8 +301,8 @@ def _epsilon_row(row: _Row, ref: _Row) -> dict[str, Any]:
     return {**res.summary(), "per_example": [round(float(e), 6) for e in res.epsilons]}
 
 
-def _lira_row(row: _Row, ref: np.ndarray, fit: Any) -> dict[str, Any]:
+def _lira_row(row: _Row, ref: np.ndarray, fit: Any, *, curve: bool = False) -> dict[str, Any]:
     why = _finite_or_reason(row)
     if why is not None:
         return {"skipped": why}
-    return ulira(row.matrix(), ref, fit)
+    return ulira(row.matrix(), ref, fit, curve=curve)

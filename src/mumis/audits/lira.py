@@ -37,6 +37,7 @@ from ..exceptions import ConfigError, DataError
 
 Variance = Literal["global", "per_example"]
 FPRS = (0.01, 0.001)
+ROC_POINTS = 200  # ROC corners kept per row in audit.json: enough to draw, small and byte-stable
 _MIN_STD = 1e-6  # a side whose confidences are all equal still needs a proper Gaussian
 
 
@@ -114,6 +115,29 @@ def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
     return float(tprs[fprs <= fpr].max())
 
 
+def roc_points(pos: np.ndarray, neg: np.ndarray, max_points: int = ROC_POINTS) -> dict[str, list[float]]:
+    """The ROC curve of positives vs negatives (positives score higher) as at most `max_points`
+    (FPR, TPR) corners, both non-decreasing from (0, 0) to (1, 1), rounded to 6 digits.
+
+    The corners kept are the last one at or below each FPR of a log grid (1e-4..1, so a log-scale
+    axis still shows the low-FPR end) and of a linear grid: a subset of the exact step curve.
+    """
+    p = np.sort(np.asarray(pos, dtype=np.float64).ravel())
+    n = np.sort(np.asarray(neg, dtype=np.float64).ravel())
+    if len(p) == 0 or len(n) == 0:
+        raise DataError("the audit needs positives and negatives; got an empty side")
+    t = np.unique(np.concatenate([p, n, [np.inf]]))[::-1]  # thresholds, high to low: FPR rising
+    tprs = (len(p) - np.searchsorted(p, t, side="left")) / len(p)
+    fprs = (len(n) - np.searchsorted(n, t, side="left")) / len(n)
+    if len(t) > max_points:
+        half = max(max_points // 2 - 1, 1)
+        grid = np.concatenate([np.logspace(-4, 0, half), np.linspace(0, 1, half)])
+        keep = np.searchsorted(fprs, grid, side="right") - 1  # last corner with FPR <= the grid value
+        idx = np.unique(np.concatenate([[0, len(t) - 1], keep[keep >= 0]]))
+        tprs, fprs = tprs[idx], fprs[idx]
+    return {"fpr": [round(float(v), 6) for v in fprs], "tpr": [round(float(v), 6) for v in tprs]}
+
+
 def roc_summary(pos: np.ndarray, neg: np.ndarray, fprs: tuple[float, ...] = FPRS) -> dict[str, Any]:
     """AUC (percent) and TPR (percent) at each FPR of positives vs negatives, with their counts.
 
@@ -142,7 +166,8 @@ def _pct(f: float) -> str:
     return f"{f * 100:g}pct".replace(".", "_")  # 0.01 -> "1pct", 0.001 -> "0_1pct"
 
 
-def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFit) -> dict[str, Any]:
+def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFit, *,
+          curve: bool = False) -> dict[str, Any]:
     """Tell the forget examples under `target_confs` (e.g. unlearned models) from the same examples
     under `reference_confs` (retrained models) by their LiRA scores: the ROC summary.
 
@@ -155,6 +180,7 @@ def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFi
     Args:
         target_confs: (N, F) confidences under the models audited (positives).
         reference_confs: (M, F) confidences under the retrained models (negatives).
+        curve: also return `roc`, the curve in LiRA's own direction (`roc_points`).
     """
     pos, neg = lira_scores(target_confs, fit), lira_scores(reference_confs, fit)
     out = roc_summary(pos, neg)
@@ -164,6 +190,8 @@ def ulira(target_confs: np.ndarray, reference_confs: np.ndarray, fit: GaussianFi
         key = f"tpr_at_{_pct(f)}_fpr"
         out[f"{key}_below"] = below[key]
         out[f"{key}_best"] = out[key] if out["side"] == "above" else below[key]
+    if curve:
+        out["roc"] = roc_points(pos, neg)
     return out
 
 

@@ -1,4 +1,4 @@
-"""`audit_run`: an audit written as a run directory (meta.json, config.yaml, audit.json)."""
+"""`audit_run`: an audit written as a run directory (meta.json, config.yaml, audit.json, audit.html)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .driver import _channel_stats, run_audit
+from .page import PAGE_FILE, render_audit_page
 from .settings import AuditSettings, resolve_source
 
 RESULT_FILE = "audit.json"
@@ -32,7 +33,8 @@ def audit_run(
     progress: bool = False,
     trust_model_code: Any = False,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run `run_audit` and write `out`: meta.json (kind "audit"), config.yaml and audit.json.
+    """Run `run_audit` and write `out`: meta.json (kind "audit"), config.yaml, audit.json and
+    audit.html (`page.render_audit_page`).
 
     `out` is checked before any work and built in a staging folder (`mumis.staging`), so a failed
     or interrupted audit leaves nothing; `overwrite` replaces only an earlier mumis run directory.
@@ -82,4 +84,5 @@ def audit_run(
                     **result["settings"], "train": config_to_dict(src.train_config)}
         atomic_write_text(stage / "config.yaml", yaml.safe_dump(to_jsonable(resolved), sort_keys=False))
         atomic_write_json(stage / RESULT_FILE, to_jsonable(result))
+        atomic_write_text(stage / PAGE_FILE, render_audit_page(to_jsonable(result)))
     return out, result

@@ -14,6 +14,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of the rows: the epsilon score and the LiRA numbers side by side."""
+    head, lines, notes = table_cells(result)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
+    fmt_line = lambda cs: "  ".join(c.ljust(w) for c, w in zip(cs, widths, strict=True)).rstrip()  # noqa: E731
+    out = [fmt_line(head), fmt_line(["-" * w for w in widths]), *(fmt_line(c) for c in lines)]
+    return "\n".join(out + [""] + notes)
+
+
+def table_cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The table's header, its rows of cells and its notes (the text and the HTML page share them)."""
     eps, lira = result.get("epsilon", {}), result.get("lira", {})
     acc = result["accuracy"]
     names = list(acc)  # "reference_retrain" first: the models every row is compared with
@@ -40,9 +49,6 @@ def format_table(result: dict[str, Any]) -> str:
             cells += ([_fmt(r["tpr_at_1pct_fpr_best"]) + mark, _fmt(r["tpr_at_0_1pct_fpr_best"]) + mark,
                        _fmt(r["auc"])] if "auc" in r else ["n/a"] * 3)
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
-    fmt_line = lambda cs: "  ".join(c.ljust(w) for c, w in zip(cs, widths, strict=True)).rstrip()  # noqa: E731
-    out = [fmt_line(head), fmt_line(["-" * w for w in widths]), *(fmt_line(c) for c in lines)]
     n = result["settings"]["models"]
     notes = [f"{n} models per row against the {n} retrained models of the reference row; accuracies in % (means)."]
     if eps:
@@ -60,4 +66,4 @@ def format_table(result: dict[str, Any]) -> str:
         why = (eps.get(name) or lira.get(name) or {}).get("skipped")
         if why:
             notes.append(f"{name}: n/a, {why}.")
-    return "\n".join(out + [""] + notes)
+    return head, lines, notes

@@ -7,7 +7,8 @@
 
 Trains N originals (unlearned with each method), N retrained models, N more retrained models
 (the floor) and K shadow models, then prints the NeurIPS 2023 challenge's forgetting quality and
-the LiRA TPRs per row and writes `--out` (meta.json, config.yaml, audit.json), atomically.
+the LiRA TPRs per row and writes `--out` (meta.json, config.yaml, audit.json, audit.html: the
+table, the ROC curves and the epsilon histograms on one self-contained page), atomically.
 docs/membership-audits.md explains both audits and how to read them.
 """
 
@@ -80,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, metavar="PATH", help="data folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run directory at --out")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to create (audit.json, meta.json, config.yaml)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to create (audit.json, audit.html, meta.json, config.yaml)")
     add_trust_model_code(p)
     p.set_defaults(func=run)
 
