@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -11,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mumis.audits import roc_summary
-from mumis.audits.lira import roc_points
-from mumis.audits.page import render_audit_page
+from mumis.audits import page as page_mod
+from mumis.audits import render_audit_page, roc_points, roc_summary
 from mumis.cli import main
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
@@ -80,19 +80,16 @@ def test_audit_html_self_contained_and_byte_identical(audits: tuple[Path, Path])
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external resources
 
 
-def test_page_without_matplotlib_says_so(audits: tuple[Path, Path]) -> None:
+def test_page_without_matplotlib_says_so(audits: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     res = json.loads((audits[0] / "audit.json").read_text())
-    page = render_audit_page(res, with_plots=False)
+    monkeypatch.setattr(page_mod, "plots_available", lambda: False)
+    page = render_audit_page(res)
     assert "<img" not in page and page.count("matplotlib is not installed") == 1
     assert "<td>finetune</td>" in page
     only_eps = {k: v for k, v in res.items() if k != "lira"}
-    assert render_audit_page(only_eps, with_plots=True).count("<img ") == (1 if _has_mpl() else 0)
-
-
-def _has_mpl() -> bool:
-    from mumis.audits.page import plots_available
-
-    return plots_available()
+    assert render_audit_page(only_eps, with_plots=False).count("<img") == 0
+    if importlib.util.find_spec("matplotlib") is not None:  # one audit, one figure
+        assert render_audit_page(only_eps, with_plots=True).count("<img ") == 1
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed")

@@ -26,7 +26,9 @@ HOW_TO_READ = (
     "originals, and, as the floor, another set of retrained models) compared with the reference "
     "row's retrained models. LiRA: a ROC curve on the chance diagonal (TPR = FPR) means the row's "
     "forget-set outputs cannot be told from a retrained model's; a curve far above it at low FPR "
-    "(the left of the log axis) means some examples are still recognisably trained-on. Read every "
+    "(the left of the log axis) means some examples are still recognisably trained-on; one below "
+    "it, that the outputs overshoot (further from trained-on than a retrained model's), which an "
+    "attacker sees as well (the table's (-) mark). Read every "
     "row against the retrain row: with few models even retraining is not exactly on the diagonal. "
     "Epsilon: per-example epsilons near 0 are indistinguishable; a pile at the cap is told apart."
 )
@@ -56,16 +58,16 @@ def _png(fig: Any) -> bytes:
 
 def roc_figure(lira: dict[str, Any]) -> bytes | None:
     """Every row's ROC curve on one plot, log-scale FPR (1e-3..1), with the chance diagonal."""
-    rows = {name: r["roc"] for name, r in lira.items() if "roc" in r}
+    rows = {name: r for name, r in lira.items() if "roc" in r}
     if not rows:
         return None
     fig, (ax,) = _figure(6.0, 4.6)
     grid = [10 ** (-3 + 3 * i / 100) for i in range(101)]
     ax.plot(grid, grid, color="grey", linestyle="--", linewidth=1, label="chance (TPR = FPR)")
-    for name, roc in rows.items():
+    for name, r in rows.items():
         # the step curve's corners; FPR 0 cannot sit on a log axis, so it is drawn at the axis edge
-        fpr = [max(f, 1e-3) for f in roc["fpr"]]
-        ax.step(fpr, roc["tpr"], where="post", linewidth=1.5, label=name)
+        fpr = [max(f, 1e-3) for f in r["roc"]["fpr"]]
+        ax.step(fpr, r["roc"]["tpr"], where="post", linewidth=1.5, label=f"{name} (AUC {r['auc']:.1f})")
     ax.set_xscale("log")
     ax.set_xlim(1e-3, 1.0)
     ax.set_ylim(0.0, 1.02)
