@@ -340,10 +340,11 @@ def load_run_data(
     bundle = loader(name, data_dir if data_dir is not None else ds.get("data_dir"))
     manifest = Manifest.from_dict(manifest_d)
     n = len(bundle.y_train)
-    if len(manifest.forget) + len(manifest.retain) + len(manifest.held_out) != n:
+    covered = len(manifest.union) + len(manifest.retain) + len(manifest.held_out)  # union: earlier requests too
+    if covered != n:
         raise DataError(
             f"dataset {name!r} now has {n} training samples but the run's split covers "
-            f"{len(manifest.forget) + len(manifest.retain) + len(manifest.held_out)}; point --data-dir at the data the run used"
+            f"{covered}; point --data-dir at the data the run used"
         )
     classes = ds.get("classes")
     if classes is not None and list(classes) != list(bundle.classes):

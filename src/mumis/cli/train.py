@@ -24,9 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: digits)")
     p.add_argument("--model", default="mlp",
                    help="mlp, cnn, resnet18 or a factory package.module:function (default: mlp)")
-    p.add_argument("--forget", metavar="SPEC", default=None,
+    p.add_argument("--forget", metavar="SPEC", action="append", default=None,
                    help="train the retrained oracle without these samples: class:K[,K], "
-                        "subclass:NAME, random:0.1 or random:600, indices:FILE")
+                        "subclass:NAME, random:0.1 or random:600, indices:FILE; repeatable (without "
+                        "the samples of every spec, as after a chain of these requests)")
+    p.add_argument("--forget-chain", metavar="RUN", default=None,
+                   help="also train without everything the chain of deletion requests recorded in "
+                        "unlearning run RUN forgot (the reference of that chain; its split seed is used)")
     p.add_argument("--holdout", default="0", metavar="FRACTION|PERCENT|N",
                    help="hold a seeded, class-stratified validation split out of the training data of "
                         "this model (0.05, 5%% or 300 samples; default 0: none), recorded in the run; "
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # a file, or an unwritable place: one line before any training
     res = train_run(
         out=args.out, dataset=args.dataset, model=args.model, forget=args.forget,
+        forget_chain=args.forget_chain,
         recipe=args.recipe, seed=args.seed, split_seed=args.split_seed, data_dir=args.data_dir,
         label_space=args.label_space, holdout=args.holdout, epochs=args.epochs, overrides=parse_set_args(args.sets),
         device=args.device, threads=args.threads, overwrite=args.overwrite, progress=not args.quiet,
@@ -68,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if not distributed.is_main():
         return 0
     m = res.metrics
-    what = f"oracle without {args.forget}" if args.forget else "original"
+    spec = res.meta.get("forget_spec")
+    what = f"oracle without {spec}" if spec else "original"
     extra = f", holdout {m['holdout_acc']:.2f} % of {m['num_holdout']}" if "holdout_acc" in m else ""
-    if args.forget:
+    if spec:
         extra += f", forget {m['forget_acc']:.2f} %"
     print(
         f"trained {args.model} on {args.dataset} ({what}, {m['num_train']} samples, "

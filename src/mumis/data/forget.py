@@ -157,6 +157,15 @@ class Manifest:
     #: train indices held out of every model of the run (a validation split no model trained
     #: on, see `draw_holdout`), sorted; None: none (runs made before the holdout existed)
     holdout: np.ndarray | None = None
+    #: (sequential requests) train indices forgotten by the earlier requests of the chain, sorted;
+    #: in neither forget nor retain. None: a single request
+    forgotten_before: np.ndarray | None = None
+
+    @property
+    def union(self) -> np.ndarray:
+        """Everything forgotten so far: this request's samples and the earlier requests'."""
+        prior = np.zeros(0, dtype=np.int64) if self.forgotten_before is None else self.forgotten_before
+        return np.union1d(prior, self.forget).astype(np.int64)
 
     def compute_hash(self) -> str:
         parts: list[Any] = [self.dataset, self.kind, self.seed, self.label_space, self.num_classes,
@@ -164,6 +173,8 @@ class Manifest:
                             self.test_remaining, self.test_forgotten]
         if self.holdout is not None and len(self.holdout):  # absent: the hash of older runs
             parts.append(self.holdout)
+        if self.forgotten_before is not None:  # absent: the hash of single requests
+            parts += ["forgotten_before", self.forgotten_before]
         return hash_arrays(*parts)
 
     def same_split(self, other: Manifest) -> bool:
@@ -177,7 +188,7 @@ class Manifest:
                 and all(eq(a, b) for a, b in ((self.forget, other.forget), (self.retain, other.retain),
                                               (self.test_remaining, other.test_remaining),
                                               (self.test_forgotten, other.test_forgotten)))
-                and np.array_equal(self.held_out, other.held_out))
+                and np.array_equal(self.held_out, other.held_out) and np.array_equal(self.union, other.union))
 
     @property
     def held_out(self) -> np.ndarray:
@@ -195,6 +206,7 @@ class Manifest:
             "forget": arr(self.forget), "retain": arr(self.retain),
             "test_remaining": arr(self.test_remaining), "test_forgotten": arr(self.test_forgotten),
             **({} if self.holdout is None else {"holdout": arr(self.holdout)}),
+            **({} if self.forgotten_before is None else {"forgotten_before": arr(self.forgotten_before)}),
         }
 
     @classmethod
@@ -211,6 +223,7 @@ class Manifest:
                 test_remaining=arr(d.get("test_remaining")),
                 test_forgotten=arr(d.get("test_forgotten")),
                 hash=d.get("hash", ""), holdout=arr(d.get("holdout")),
+                forgotten_before=arr(d.get("forgotten_before")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"malformed split manifest (missing or bad field: {e})") from None

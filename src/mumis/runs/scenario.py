@@ -58,18 +58,22 @@ class Reference:
     @classmethod
     def load(cls, path: str | Path, manifest: Manifest, split_seed: int, num_classes: int, *,
              device: torch.device, trust_model_code: TrustModelCode = False,
-             seed_label: bool = False) -> Reference:
+             seed_label: bool = False, checkpoint: str | Path | None = None) -> Reference:
         """Check that the run in `path` used exactly this split and predicts as many classes.
 
         `seed_label`: name it "retrain (seed S)" (a further reference, beside the first).
+        A chain's request (`manifest.forgotten_before`) needs a model retrained without the
+        union of its requests (`chain.check_chain_reference`; `checkpoint` is named in its hint).
 
         Raises:
             CheckpointError: not a run directory. ConfigError: another split. DataError: another
                 number of classes.
         """
         from ..checkpoint import check_reference
+        from .chain import check_chain_reference
 
-        meta = check_reference(path, manifest, split_seed)
+        meta = (check_reference(path, manifest, split_seed) if manifest.forgotten_before is None
+                else check_chain_reference(path, manifest, checkpoint or "RUN"))
         k = int((meta.get("model") or {}).get("num_classes", num_classes))
         if k != num_classes:
             raise DataError(f"reference {str(path)!r} predicts {k} classes, the model {num_classes}")
@@ -119,6 +123,8 @@ class Scenario:
     trust_model_code: TrustModelCode = False  # as given to `load`; reused to reread the files it wrote
     #: retrained models 2.. (other seeds): their distance to `reference` is the retraining floor
     floor_references: list[Reference] = field(default_factory=list)
+    #: (sequential requests) the spec's samples that earlier requests of the chain forgot already
+    overlap: int = 0
 
     @classmethod
     def load(
@@ -131,6 +137,7 @@ class Scenario:
         data_dir: str | Path | None = None,
         device: str | torch.device = "auto",
         trust_model_code: TrustModelCode = False,
+        continue_chain: bool = False,
     ) -> Scenario:
         """Load the checkpoint and its dataset, resolve `forget` with the checkpoint's split seed
         (or `split_seed`) and, with `reference`, check that the reference used the same split.
@@ -138,13 +145,15 @@ class Scenario:
         `reference` may list several run directories (retrained models with other seeds): the
         first is the reference, the others `floor_references`; every one must use the split.
 
+        `continue_chain` (`mumis unlearn`): a checkpoint that is itself an unlearning run takes
+        `forget` as the chain's next request (`runs.chain`); without it (evaluation) a chain
+        run given its own last spec is evaluated on its own manifest.
+
         Raises:
             CheckpointError, DataError, ConfigError, ModelError: bad input (exit code 2).
         """
-        import numpy as np
-
         from ..checkpoint import split_seed_of
-        from ..data import make_splits, resolve_manifest
+        from ..data import make_splits
         from ..utils import resolve_device
         from .cache import load_checkpoint
 
@@ -155,22 +164,19 @@ class Scenario:
         model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
         bundle = run_data(meta, checkpoint, data_dir)
         seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
-        # the checkpoint's holdout (no model of the run trained on it) stays out of every split
-        held = (meta.get("manifest") or {}).get("holdout")
-        manifest = resolve_manifest(forget, bundle, seed=seed_split,
-                                    holdout=None if held is None else np.asarray(held, dtype=np.int64))
+        manifest, overlap = _resolve(checkpoint, meta, forget, bundle, seed_split, continue_chain)
         _check_label_space(forget, manifest, meta)
         paths = [] if reference is None else (
             [reference] if isinstance(reference, str | Path) else list(reference))
         _check_distinct(paths)
         refs = [Reference.load(p, manifest, seed_split, manifest.num_classes, device=dev,
-                               trust_model_code=trust_model_code, seed_label=i > 0)
+                               trust_model_code=trust_model_code, seed_label=i > 0, checkpoint=checkpoint)
                 for i, p in enumerate(paths)]
         ref = refs[0] if refs else None
         return cls(checkpoint=Path(checkpoint), model=model, meta=meta, bundle=bundle, manifest=manifest,
                    splits=make_splits(bundle, manifest), forget_spec=forget, split_seed=seed_split,
                    data_dir=data_dir, device=dev, reference=ref, trust_model_code=trust_model_code,
-                   floor_references=refs[1:])
+                   floor_references=refs[1:], overlap=overlap)
 
     @property
     def data_folder(self) -> str | Path | None:
@@ -201,6 +207,26 @@ class Scenario:
         first = self.reference.report(self.splits, **settings)
         others = [(r.name, r.report(self.splits, **settings)) for r in self.floor_references]
         return floor_block(report, first, others)
+
+
+def _resolve(checkpoint: str | Path, meta: dict[str, Any], forget: str, bundle: DatasetBundle, seed: int,
+             continue_chain: bool) -> tuple[Manifest, int]:
+    """The scenario's manifest and its overlap with a chain's earlier requests (see `load`)."""
+    import numpy as np
+
+    from ..data import Manifest, resolve_manifest
+    from .chain import chain_manifest, check_chain
+
+    recorded = Manifest.from_dict(meta.get("manifest") or {})
+    if meta.get("kind") == "unlearn" and continue_chain:
+        check_chain(checkpoint, meta)
+        return chain_manifest(forget, bundle, recorded, seed)
+    if recorded.forgotten_before is not None and forget == meta.get("forget_spec"):
+        return recorded, 0  # a chain run evaluated on its own request
+    # the checkpoint's holdout (no model of the run trained on it) stays out of every split
+    held = (meta.get("manifest") or {}).get("holdout")
+    return resolve_manifest(forget, bundle, seed=seed,
+                            holdout=None if held is None else np.asarray(held, dtype=np.int64)), 0
 
 
 def _check_distinct(paths: list[str | Path]) -> None:

@@ -47,7 +47,7 @@ def _channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(dim=1).tolist(), flat.std(dim=1).clamp_min(1e-6).tolist()
 
 
-def _load_splits(out: Path, dataset: str, forget: str | None, split_seed: int,
+def _load_splits(out: Path, dataset: str, forget: list[str], split_seed: int,
                  data_dir: str | Path | None, label_space: Literal["fine", "coarse"] | None,
                  overwrite: bool, holdout: float | int) -> tuple[Any, Any, Splits]:
     """The dataset bundle, the manifest (forget spec or everything, less the holdout) and the splits."""
@@ -63,9 +63,12 @@ def _load_splits(out: Path, dataset: str, forget: str | None, split_seed: int,
         check_overwritable(out, overwrite=overwrite, protected=[bundle.source])
     held = draw_holdout(bundle, holdout, split_seed)
     if forget:
-        manifest = resolve_manifest(forget, bundle, seed=split_seed, holdout=held)
+        from .chain import union_manifest
+
+        manifest = (resolve_manifest(forget[0], bundle, seed=split_seed, holdout=held) if len(forget) == 1
+                    else union_manifest(forget, bundle, split_seed, held))
         if label_space is not None and label_space != manifest.label_space:
-            raise ConfigError(f"forget spec {forget!r} trains in the {manifest.label_space} label "
+            raise ConfigError(f"forget spec {manifest.spec!r} trains in the {manifest.label_space} label "
                               f"space, not {label_space!r}; drop --label-space")
     else:
         manifest = full_manifest(bundle, label_space or "fine", holdout=held)
@@ -166,6 +169,14 @@ def _train_and_save(out: Path, net: nn.Module, splits: Splits, cfg: TrainConfig,
     return history, metrics
 
 
+def _threads(threads: int | None, net: nn.Module, x_tr: torch.Tensor, cfg: TrainConfig,
+             dev: torch.device) -> int | None:
+    """The CPU threads to train with (`--threads`, else `choose_threads`)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    return choose_threads(net, x_tr, cfg.batch_size, dev) if threads is None else threads
+
+
 def _resolved(*, dataset: str, meta: dict[str, Any], model: str, spec: dict[str, Any], forget: str | None,
               manifest: Any, recipe: str, seed: int, split_seed: int, dev: torch.device, cfg: TrainConfig,
               holdout: float | int) -> dict[str, Any]:
@@ -184,7 +195,8 @@ def train_run(
     out: str | Path,
     dataset: str = "digits",
     model: str = "mlp",
-    forget: str | None = None,
+    forget: str | list[str] | None = None,
+    forget_chain: str | Path | None = None,
     recipe: str = "quick",
     seed: int = 0,
     split_seed: int = 0,
@@ -205,7 +217,8 @@ def train_run(
         out: the run directory to create.
         dataset: registered dataset name.
         model: `mlp`, `cnn`, `resnet18` or `package.module:function`.
-        forget: forget spec (`class:3`, `subclass:NAME`, `random:0.1`, `indices:FILE`).
+        forget: forget spec (`class:3`, `subclass:NAME`, `random:0.1`, `indices:FILE`), or several.
+        forget_chain: an unlearning run: also without all its chain forgot (`runs.chain`).
         recipe: `quick` or `memorise`.
         seed: training seed (initialisation, shuffling, augmentation).
         split_seed: seed of the forget split (random specs); part of the manifest.
@@ -231,27 +244,26 @@ def train_run(
     """
     from ..checkpoint import build_meta
     from ..data.forget import parse_holdout
-    out = Path(out)
-    holdout = parse_holdout(holdout)
-    # checked first so a taken --out fails in a second, not after the data is loaded
-    check_overwritable(out, overwrite=overwrite, protected=[data_dir])
+    from .chain import check_union, train_forget_specs
+    out, holdout = Path(out), parse_holdout(holdout)
+    specs, split_seed, union = train_forget_specs(forget, forget_chain, split_seed)  # --forget-chain: its seed
+    check_overwritable(out, overwrite=overwrite, protected=[data_dir])  # first: a taken --out fails at once
     cfg, mkw = _settings(recipe, dataset=dataset, model=model, epochs=epochs,
                          overrides=overrides, model_kwargs=model_kwargs)
     dev = resolve_device(device)
-    bundle, manifest, splits = _load_splits(out, dataset, forget, split_seed, data_dir,
+    bundle, manifest, splits = _load_splits(out, dataset, specs, split_seed, data_dir,
                                             label_space, overwrite, holdout)
+    check_union(manifest, union, forget_chain, extra=bool(forget))
     x_tr, y_tr = splits.retain
     net, spec = _build_net(model, bundle, manifest, x_tr, seed=seed, kwargs=mkw)
     meta = build_meta(kind="train", model=spec, dataset=bundle, data_dir=data_dir,
-                      manifest=manifest, forget_spec=forget, seed=seed,
+                      manifest=manifest, forget_spec=manifest.spec if specs else None, seed=seed,
                       recipe={"name": recipe, "config": config_to_dict(cfg)},
                       split_seed=int(split_seed))
-    resolved = _resolved(dataset=dataset, meta=meta, model=model, spec=spec, forget=forget, manifest=manifest,
-                         recipe=recipe, seed=seed, split_seed=split_seed, dev=dev, cfg=cfg, holdout=holdout)
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
-    if threads is None:
-        threads = choose_threads(net, x_tr, cfg.batch_size, dev)
+    resolved = _resolved(dataset=dataset, meta=meta, model=model, spec=spec, forget=meta["forget_spec"],
+                         manifest=manifest, recipe=recipe, seed=seed, split_seed=split_seed, dev=dev, cfg=cfg,
+                         holdout=holdout)
+    threads = _threads(threads, net, x_tr, cfg, dev)
     if distributed.is_distributed():
         check_distributed_training(net)  # before any work
     history, metrics = _train_and_save(out, net, splits, cfg, meta, resolved, overwrite=overwrite,

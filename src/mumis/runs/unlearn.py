@@ -87,7 +87,8 @@ def unlearn_run(
     name, settings = resolve_method_settings(method, config_file, overrides)
     _check_distributed_method(name)
     scenario = Scenario.load(checkpoint, forget, reference=reference, split_seed=split_seed,
-                             data_dir=data_dir, device=device, trust_model_code=trust_model_code)
+                             data_dir=data_dir, device=device, trust_model_code=trust_model_code,
+                             continue_chain=True)
     return unlearn_scenario(scenario, name, settings, out=out, seed=seed, overwrite=overwrite,
                             progress=progress, fail_on_divergence=fail_on_divergence, receipt=receipt)
 
@@ -180,8 +181,11 @@ def unlearn_scenario(
 
 def _note_retrained(scenario: Scenario) -> None:
     from .. import distributed
+    from .chain import note_overlap
 
     meta = scenario.meta
+    if distributed.is_main():
+        note_overlap(scenario.manifest, scenario.overlap)
     if distributed.is_main() and meta.get("kind") == "train" and meta.get("forget_spec"):
         print(f"mumis: note: checkpoint {str(scenario.checkpoint)!r} is a retrained model (trained "
               f"without {meta['forget_spec']!r}); unlearning usually starts from the original",
@@ -195,6 +199,7 @@ def _describe(scenario: Scenario, res: Any, out: Path, *, seed: int, status: str
     from ..api import get_method
     from ..checkpoint import build_meta
     from ..utils import to_jsonable
+    from .chain import chain_block
 
     parent, name = scenario.meta, res.method
     ref_path = None if scenario.reference is None else str(scenario.reference.path.resolve())
@@ -204,6 +209,7 @@ def _describe(scenario: Scenario, res: Any, out: Path, *, seed: int, status: str
         recipe={"method": name, "config": res.config},
         method=name, parent=str(scenario.checkpoint.resolve()), parent_kind=parent.get("kind"),
         parent_recipe=parent.get("recipe"), split_seed=scenario.split_seed, reference=ref_path,
+        chain=chain_block(scenario.checkpoint, parent, scenario.manifest, scenario.overlap),
     )
     record = RunRecord(
         method=name, config=to_jsonable(res.config), time_s=res.time_s, steps=res.steps,
@@ -212,6 +218,7 @@ def _describe(scenario: Scenario, res: Any, out: Path, *, seed: int, status: str
         batchnorm_mode=get_method(name).batchnorm_mode, device=str(scenario.device),
         run={"seed": int(seed), "split_seed": scenario.split_seed, "forget_spec": scenario.forget_spec,
              "manifest_hash": scenario.manifest.hash, "num_forget": int(len(scenario.manifest.forget)),
+             "overlap": scenario.overlap,
              "world_size": distributed.world(), "checkpoint": meta["parent"], "reference": ref_path,
              "extra": res.extra},
     )
