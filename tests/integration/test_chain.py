@@ -137,6 +137,12 @@ def test_nothing_new_refused(chain: Chain, tmp_path: Path, capsys: pytest.Captur
     assert "selects nothing new" in one_error_line(capsys) and not out.exists()
 
 
+def test_other_split_seed_refused(chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert unlearn(chain.runs[0], "class:5", tmp_path / "u", "--split-seed", "3") == 2
+    assert "--split-seed 3 differs" in one_error_line(capsys) and not (tmp_path / "u").exists()
+
+
 def _copy_chain(chain: Chain, tmp_path: Path) -> tuple[Path, Path]:
     """A two-request chain of its own: copies of the original, then r1 made from the copy."""
     orig = tmp_path / "orig"

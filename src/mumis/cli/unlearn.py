@@ -9,6 +9,10 @@ The forget spec is resolved on the checkpoint's dataset with the checkpoint's sp
 to methods that do not declare `requires_retain`. The run directory holds `model.safetensors`,
 `meta.json` (kind "unlearn"), `config.yaml` (method + resolved settings, usable again as
 `--config`), `history.jsonl` and `result.json`; it appears only when the run is complete.
+
+A checkpoint that is itself an unlearning run takes --forget as the next deletion request of its
+chain (`mumis.runs.chain`): --reference must then be retrained without everything the chain
+forgot (`mumis train --forget-chain CHECKPOINT --forget SPEC`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "unlearn", help="unlearn a forget set from a trained model (writes a run directory)",
         description="Apply an unlearning method to the model of a `mumis train` run directory.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory of the original model")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="run directory of the original model, or of an unlearning run to continue its "
+                        "chain of deletion requests with this one")
     p.add_argument("--forget", required=True, metavar="SPEC",
                    help="class:3, class:3,5, subclass:NAME_OR_ID, random:0.1, random:600 or indices:FILE")
     p.add_argument("--method", metavar="NAME",
@@ -46,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="data folder (default: the one recorded in the checkpoint)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--reference", metavar="DIR",
-                   help="retrained model's run directory; its split must match this one")
+                   help="retrained model's run directory; its split must match this one (after a chain: "
+                        "retrained without everything forgotten so far, see `mumis train --forget-chain`)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
     p.add_argument("--no-receipt", action="store_true",

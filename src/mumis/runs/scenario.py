@@ -220,6 +220,9 @@ def _resolve(checkpoint: str | Path, meta: dict[str, Any], forget: str, bundle: 
     recorded = Manifest.from_dict(meta.get("manifest") or {})
     if meta.get("kind") == "unlearn" and continue_chain:
         check_chain(checkpoint, meta)
+        if seed != recorded.seed:  # every request of a chain is resolved on the original's split
+            raise ConfigError(f"--split-seed {seed} differs from the chain's ({recorded.seed}) of checkpoint "
+                              f"{str(checkpoint)!r}; drop --split-seed")
         return chain_manifest(forget, bundle, recorded, seed)
     if recorded.forgotten_before is not None and forget == meta.get("forget_spec"):
         return recorded, 0  # a chain run evaluated on its own request
