@@ -1,7 +1,8 @@
 """Sequential deletion requests: an unlearning run continued from another unlearning run.
 
-Every request's forget spec is resolved on the ORIGINAL's split (its dataset, holdout and split
-seed), so a request means the same samples wherever it lands in a chain. The run's manifest
+Every request's forget spec is resolved on the ORIGINAL's split (its dataset, holdout and, unless
+the request gives another, its split seed), so a request means the same samples wherever it lands
+in a chain; the seed of each is recorded. The run's manifest
 then holds the samples new to this request (`forget`), everything earlier requests forgot
 (`forgotten_before`) and the retain set without either. meta.json's `chain` lists the requests
 so far (spec, manifest hash, samples, new ones, overlap, the checkpoint each started from and
@@ -95,19 +96,27 @@ def note_overlap(manifest: Manifest, overlap: int) -> None:
               f"the other {len(manifest.forget)}", file=sys.stderr)
 
 
+def origin_seed(meta: dict[str, Any]) -> int:
+    """The split seed of a chain's original (the default of its requests, and its holdout's)."""
+    from ..checkpoint import split_seed_of
+
+    chain = meta.get("chain") if meta.get("kind") == "unlearn" else None
+    return int(chain["split_seed"]) if isinstance(chain, dict) and "split_seed" in chain else split_seed_of(meta)
+
+
 def chain_block(checkpoint: str | Path, parent: dict[str, Any], manifest: Manifest, overlap: int) -> dict[str, Any]:
     """meta.json's `chain` of a run that made request `manifest` from `checkpoint` (meta `parent`)."""
     from ..utils import hash_arrays
 
     requests = requests_of(parent)
     requests.append({
-        "forget_spec": manifest.spec, "manifest_hash": manifest.hash,
+        "forget_spec": manifest.spec, "split_seed": int(manifest.seed), "manifest_hash": manifest.hash,
         "num_forget": int(len(manifest.forget)) + int(overlap), "num_new": int(len(manifest.forget)),
         "overlap": int(overlap), "parent": str(Path(checkpoint).resolve()),
         "parent_manifest_hash": (parent.get("manifest") or {}).get("hash"),
     })
     union = manifest.union
-    return {"split_seed": int(manifest.seed), "requests": requests,
+    return {"split_seed": origin_seed(parent), "requests": requests,
             "union": {"num": int(len(union)), "hash": hash_arrays(union), "indices": [int(i) for i in union]}}
 
 
@@ -134,12 +143,13 @@ def check_chain_reference(reference: str | Path, manifest: Manifest, checkpoint:
     )
 
 
-def union_manifest(specs: list[str], bundle: DatasetBundle, seed: int, holdout: np.ndarray | None) -> Manifest:
+def union_manifest(specs: list[str], bundle: DatasetBundle, seeds: list[int],
+                   holdout: np.ndarray | None) -> Manifest:
     """One manifest forgetting every sample of several forget specs, each resolved on the same
-    split (what a chain of these requests forgot): the reference of a chain."""
+    split with its seed (what a chain of these requests forgot): the reference of a chain."""
     from ..data import Manifest, resolve_manifest
 
-    parts = [resolve_manifest(s, bundle, seed=seed, holdout=holdout) for s in specs]
+    parts = [resolve_manifest(s, bundle, seed=k, holdout=holdout) for s, k in zip(specs, seeds, strict=True)]
     spaces = {m.label_space for m in parts}
     if len(spaces) > 1:
         raise DataError(f"forget specs {', '.join(specs)} mix the {' and '.join(sorted(spaces))} label spaces; "
@@ -172,9 +182,9 @@ def _reduce(op: Any, arrays: list[Any]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def chain_specs(run: str | Path) -> tuple[list[str], int, np.ndarray]:
-    """(forget specs, split seed, union of forgotten indices) of the chain recorded in unlearning
-    run `run` (its manifest's union: the hashed record)."""
+def chain_specs(run: str | Path) -> tuple[list[str], list[int], int, np.ndarray]:
+    """(forget specs, their split seeds, the original's split seed, union of forgotten indices) of
+    the chain recorded in unlearning run `run` (the union of its manifest: the hashed record)."""
     from ..checkpoint import read_meta
     from ..data import Manifest
 
@@ -184,23 +194,22 @@ def chain_specs(run: str | Path) -> tuple[list[str], int, np.ndarray]:
         raise ConfigError(f"--forget-chain {str(run)!r} is a {meta.get('kind')!r} run, not an unlearning run; "
                           "give the --out folder of `mumis unlearn`")
     check_chain(run, meta)
-    chain = meta.get("chain") or {}
-    seed = int(chain.get("split_seed", (meta.get("manifest") or {}).get("seed", 0)))
+    seed = origin_seed(meta)
     union = Manifest.from_dict(meta.get("manifest") or {}).union
-    return [str(r["forget_spec"]) for r in reqs], seed, union
+    seeds = [int(r.get("split_seed", seed)) for r in reqs]
+    return [str(r["forget_spec"]) for r in reqs], seeds, seed, union
 
 
 def train_forget_specs(forget: str | list[str] | None, chain: str | Path | None,
-                       split_seed: int) -> tuple[list[str], int, Any]:
-    """(forget specs, split seed, the chain's union or None) of `train_run`'s arguments."""
+                       split_seed: int) -> tuple[list[str], list[int], int, Any]:
+    """(forget specs, their split seeds, the run's split seed, the chain's union or None) of
+    `train_run`'s arguments: with a chain, its requests' seeds and its original's (the holdout's);
+    `split_seed` draws the further specs."""
     specs = [] if not forget else [forget] if isinstance(forget, str) else list(forget)
     if chain is None:
-        return specs, split_seed, None
-    done, seed, union = chain_specs(chain)
-    if split_seed not in (0, seed):
-        raise ConfigError(f"--split-seed {split_seed} differs from the chain's ({seed}) of --forget-chain "
-                          f"{str(chain)!r}; drop --split-seed (the chain's is used)")
-    return done + specs, seed, union
+        return specs, [split_seed] * len(specs), split_seed, None
+    done, seeds, seed, union = chain_specs(chain)
+    return done + specs, seeds + [split_seed] * len(specs), seed, union
 
 
 def check_union(manifest: Any, union: Any, chain: str | Path | None, extra: bool) -> None:

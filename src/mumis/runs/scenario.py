@@ -156,6 +156,7 @@ class Scenario:
         from ..data import make_splits
         from ..utils import resolve_device
         from .cache import load_checkpoint
+        from .chain import origin_seed
 
         dev = resolve_device(device)
         if data_dir is not None and not Path(data_dir).exists():
@@ -163,7 +164,9 @@ class Scenario:
                             "the data the checkpoint was trained on")
         model, meta = load_checkpoint(checkpoint, device=dev, trust_model_code=trust_model_code)
         bundle = run_data(meta, checkpoint, data_dir)
-        seed_split = split_seed_of(meta) if split_seed is None else int(split_seed)
+        # a chain's next request: the original's split seed unless given
+        default = origin_seed(meta) if continue_chain else split_seed_of(meta)
+        seed_split = default if split_seed is None else int(split_seed)
         manifest, overlap = _resolve(checkpoint, meta, forget, bundle, seed_split, continue_chain)
         _check_label_space(forget, manifest, meta)
         paths = [] if reference is None else (
@@ -220,9 +223,6 @@ def _resolve(checkpoint: str | Path, meta: dict[str, Any], forget: str, bundle: 
     recorded = Manifest.from_dict(meta.get("manifest") or {})
     if meta.get("kind") == "unlearn" and continue_chain:
         check_chain(checkpoint, meta)
-        if seed != recorded.seed:  # every request of a chain is resolved on the original's split
-            raise ConfigError(f"--split-seed {seed} differs from the chain's ({recorded.seed}) of checkpoint "
-                              f"{str(checkpoint)!r}; drop --split-seed")
         return chain_manifest(forget, bundle, recorded, seed)
     if recorded.forgotten_before is not None and forget == meta.get("forget_spec"):
         return recorded, 0  # a chain run evaluated on its own request

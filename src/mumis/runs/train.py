@@ -47,7 +47,7 @@ def _channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(dim=1).tolist(), flat.std(dim=1).clamp_min(1e-6).tolist()
 
 
-def _load_splits(out: Path, dataset: str, forget: list[str], split_seed: int,
+def _load_splits(out: Path, dataset: str, forget: list[str], seeds: list[int], split_seed: int,
                  data_dir: str | Path | None, label_space: Literal["fine", "coarse"] | None,
                  overwrite: bool, holdout: float | int) -> tuple[Any, Any, Splits]:
     """The dataset bundle, the manifest (forget spec or everything, less the holdout) and the splits."""
@@ -65,8 +65,8 @@ def _load_splits(out: Path, dataset: str, forget: list[str], split_seed: int,
     if forget:
         from .chain import union_manifest
 
-        manifest = (resolve_manifest(forget[0], bundle, seed=split_seed, holdout=held) if len(forget) == 1
-                    else union_manifest(forget, bundle, split_seed, held))
+        manifest = (resolve_manifest(forget[0], bundle, seed=seeds[0], holdout=held) if len(forget) == 1
+                    else union_manifest(forget, bundle, seeds, held))
         if label_space is not None and label_space != manifest.label_space:
             raise ConfigError(f"forget spec {manifest.spec!r} trains in the {manifest.label_space} label "
                               f"space, not {label_space!r}; drop --label-space")
@@ -246,12 +246,12 @@ def train_run(
     from ..data.forget import parse_holdout
     from .chain import check_union, train_forget_specs
     out, holdout = Path(out), parse_holdout(holdout)
-    specs, split_seed, union = train_forget_specs(forget, forget_chain, split_seed)  # --forget-chain: its seed
+    specs, seeds, split_seed, union = train_forget_specs(forget, forget_chain, split_seed)  # chain: its seeds
     check_overwritable(out, overwrite=overwrite, protected=[data_dir])  # first: a taken --out fails at once
     cfg, mkw = _settings(recipe, dataset=dataset, model=model, epochs=epochs,
                          overrides=overrides, model_kwargs=model_kwargs)
     dev = resolve_device(device)
-    bundle, manifest, splits = _load_splits(out, dataset, specs, split_seed, data_dir,
+    bundle, manifest, splits = _load_splits(out, dataset, specs, seeds, split_seed, data_dir,
                                             label_space, overwrite, holdout)
     check_union(manifest, union, forget_chain, extra=bool(forget))
     x_tr, y_tr = splits.retain
