@@ -23,6 +23,7 @@ describes everything needed to rebuild and re-evaluate the model:
   "method_config": {...},                  # kind "unlearn": {"method": name, "config": its settings}
   "recipe": {...},                         # the same dict again, under its format-1 name
   "manifest": {...},                       # data.Manifest.to_dict(): forget / retain indices
+  "chain": {...},                          # kind "unlearn": the requests so far, their union (runs.chain)
   "versions": {...},                       # utils.library_versions()
   "created": "2026-01-01T12:00:00+00:00"   # ISO 8601, UTC
 }
