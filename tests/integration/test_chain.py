@@ -204,3 +204,29 @@ def test_forget_chain_equals_repeated_forget(chain: Chain) -> None:
     a, b = meta(chain.refs[1])["manifest"], meta(chain.refs[2])["manifest"]
     assert set(a["forget"]) < set(b["forget"])
     assert b["forget"] == meta(chain.runs[-1])["chain"]["union"]["indices"]
+
+
+def test_union_manifest_equals_one_spec_of_both_classes() -> None:
+    from mumis.data import resolve_manifest
+    from mumis.runs.chain import union_manifest
+
+    bundle = load_dataset("digits")
+    both = resolve_manifest("class:3,5", bundle, seed=7)
+    union = union_manifest(["class:3", "class:5"], bundle, [7, 7], None)
+    assert union.same_split(both) and union.spec == "class:3 + class:5"
+    mixed = union_manifest(["class:3", "random:40"], bundle, [7, 7], None)
+    assert mixed.kind == "indices" and mixed.test_remaining is None
+    parts = [resolve_manifest(s, bundle, seed=7).forget for s in ("class:3", "random:40")]
+    assert np.array_equal(mixed.forget, np.union1d(*parts))
+
+
+def test_chain_manifest_round_trips_and_its_hash_covers_the_earlier_requests(chain: Chain) -> None:
+    from mumis.data import Manifest
+    from mumis.exceptions import DataError
+
+    d = meta(chain.runs[-1])["manifest"]
+    m = Manifest.from_dict(d)
+    assert m.forgotten_before is not None and len(m.union) == len(m.forget) + len(m.forgotten_before)
+    assert Manifest.from_dict(m.to_dict()).hash == m.hash
+    with pytest.raises(DataError, match="altered"):  # an earlier request's sample quietly put back
+        Manifest.from_dict(dict(d, forgotten_before=d["forgotten_before"][1:]))
