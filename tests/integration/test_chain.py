@@ -101,6 +101,10 @@ def test_three_requests_recorded_with_their_union(chain: Chain) -> None:
     assert last["split_seed"] == 7
     m = meta(chain.runs[-1])["manifest"]
     assert not set(m["retain"]) & set(union.tolist())  # nothing forgotten comes back in retain
+    # request 3 (class:5) after class:3: the remaining test classes hold neither
+    y_test = load_dataset("digits").y_test.numpy()
+    assert set(np.unique(y_test[m["test_remaining"]])) == set(range(10)) - {3, 5}
+    assert set(np.unique(y_test[m["test_forgotten"]])) == {5}
 
 
 def test_overlap_said_in_one_line(chain: Chain) -> None:

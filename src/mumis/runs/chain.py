@@ -4,7 +4,8 @@ Every request's forget spec is resolved on the ORIGINAL's split (its dataset, ho
 the request gives another, its split seed), so a request means the same samples wherever it lands
 in a chain; the seed of each is recorded. The run's manifest
 then holds the samples new to this request (`forget`), everything earlier requests forgot
-(`forgotten_before`) and the retain set without either. meta.json's `chain` lists the requests
+(`forgotten_before`), the retain set without either and, for a class request, the remaining test
+samples without the classes earlier requests forgot entirely. meta.json's `chain` lists the requests
 so far (spec, manifest hash, samples, new ones, overlap, the checkpoint each started from and
 that checkpoint's manifest hash) and the union of everything forgotten, with its hash.
 """
@@ -78,14 +79,24 @@ def chain_manifest(spec: str, bundle: DatasetBundle, before: Manifest, seed: int
         raise DataError(f"forget spec {spec!r} selects nothing new: all its {len(m.forget)} samples were "
                         f"forgotten by the chain's earlier requests ({len(prior)} so far); nothing to do")
     test_rem = m.test_remaining
-    if test_rem is not None and before.test_remaining is not None:  # earlier classes stay out of "remaining"
-        test_rem = np.intersect1d(test_rem, before.test_remaining).astype(np.int64)
+    if test_rem is not None:  # classes earlier requests forgot entirely stay out of "remaining"
+        gone = _gone_classes(bundle, prior, before.held_out)
+        test_rem = test_rem[~np.isin(bundle.y_test.numpy()[test_rem], gone)].astype(np.int64)
     out = Manifest(dataset=m.dataset, spec=m.spec, kind=m.kind, seed=m.seed, label_space=m.label_space,
                    num_classes=m.num_classes, forgotten_classes=m.forgotten_classes, forget=new,
                    retain=np.setdiff1d(m.retain, prior).astype(np.int64), test_remaining=test_rem,
                    test_forgotten=m.test_forgotten, holdout=m.holdout, forgotten_before=prior)
     out.hash = out.compute_hash()
     return out, overlap
+
+
+def _gone_classes(bundle: DatasetBundle, prior: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The (fine) classes all of whose training samples outside the holdout are in `prior`."""
+    y = bundle.y_train.numpy()
+    kept = np.ones(len(y), dtype=bool)
+    kept[prior] = False
+    kept[held] = False
+    return np.setdiff1d(np.unique(y[prior]), np.unique(y[kept]))
 
 
 def note_overlap(manifest: Manifest, overlap: int) -> None:
