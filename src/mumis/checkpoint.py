@@ -341,7 +341,8 @@ def load_run_data(
     bundle = loader(name, data_dir if data_dir is not None else ds.get("data_dir"))
     manifest = Manifest.from_dict(manifest_d)
     n = len(bundle.y_train)
-    covered = len(manifest.union) + len(manifest.retain) + len(manifest.held_out)  # union: earlier requests too
+    before = 0 if manifest.forgotten_before is None else len(manifest.forgotten_before)  # earlier requests'
+    covered = len(manifest.forget) + before + len(manifest.retain) + len(manifest.held_out)
     if covered != n:
         raise DataError(
             f"dataset {name!r} now has {n} training samples but the run's split covers "

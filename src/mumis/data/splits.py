@@ -43,7 +43,8 @@ def make_splits(bundle: DatasetBundle, manifest: Manifest) -> Splits:
         raise DataError(f"manifest is for dataset {manifest.dataset!r}, not {bundle.name!r}")
     n, n_test = len(bundle.y_train), len(bundle.y_test)
     # a chain's request: the earlier requests' samples are in neither forget nor retain
-    both = np.concatenate([manifest.union, manifest.retain, manifest.held_out])
+    before = [] if manifest.forgotten_before is None else [manifest.forgotten_before]
+    both = np.concatenate([manifest.forget, *before, manifest.retain, manifest.held_out])
     # forget, retain (and holdout) must partition 0..n-1 (an overlap would leak forgotten data into retain)
     test_idx = [a for a in (manifest.test_remaining, manifest.test_forgotten) if a is not None]
     if (len(both) != n or not np.array_equal(np.sort(both), np.arange(n))
