@@ -134,6 +134,15 @@ def test_reference_without_the_union_refused(chain: Chain, tmp_path: Path,
     assert "--forget-chain" in line and "class:5" in line and not out.exists()
 
 
+def test_evaluating_a_chain_run_against_another_reference_refused(chain: Chain,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["-q", "evaluate", "--checkpoint", str(chain.runs[1]), "--forget", f"indices:{chain.index_file}",
+                 "--reference", str(chain.refs[0]), "--metrics", "accuracy", "--device", "cpu"]) == 2
+    line = one_error_line(capsys)
+    assert f"mumis train --forget-chain {chain.runs[1]}`" in line
+
+
 def test_nothing_new_refused(chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "u"
     capsys.readouterr()

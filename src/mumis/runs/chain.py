@@ -146,11 +146,14 @@ def check_chain_reference(reference: str | Path, manifest: Manifest, checkpoint:
     if (rm.dataset == manifest.dataset and rm.label_space == manifest.label_space
             and np.array_equal(rm.union, union) and np.array_equal(rm.retain, manifest.retain)):
         return ref
+    # evaluating the chain run itself: its chain already holds this request
+    own = Path(checkpoint).is_dir() and (read_meta(checkpoint).get("manifest") or {}).get("hash") == manifest.hash
+    train = f"--forget-chain {checkpoint}" + ("" if own else f" --forget {manifest.spec}")
     raise ConfigError(
         f"reference {str(reference)!r} was trained without {len(rm.union)} samples of {rm.dataset!r} "
         f"({ref.get('forget_spec')!r}), but the chain has forgotten {len(union)} samples of "
-        f"{manifest.dataset!r} so far; train it without the union: `mumis train --forget-chain "
-        f"{checkpoint} --forget {manifest.spec}` with the original's --dataset, --holdout and --split-seed"
+        f"{manifest.dataset!r} so far; train it without the union: `mumis train {train}` with the "
+        "original's --dataset and --holdout"
     )
 
 
