@@ -41,13 +41,13 @@ def requests_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
 def check_chain(checkpoint: str | Path, meta: dict[str, Any]) -> None:
     """CheckpointError for a broken chain: a run directory it came from is missing, holds
     another dataset, or its manifest changed since the request was made."""
+    from ..checkpoint import read_meta
+
     name = (meta.get("dataset") or {}).get("name")
     for i, req in enumerate(requests_of(meta), 1):
         parent = str(req.get("parent"))
         where = f"broken chain: {str(checkpoint)!r} continues request {i} from {parent!r}"
         try:
-            from ..checkpoint import read_meta
-
             pm = read_meta(parent)
         except CheckpointError:
             raise CheckpointError(f"{where}, which is missing or no run directory; restore it there, or "
