@@ -245,3 +245,16 @@ def test_another_process_recomputes_the_same_receipt(runs: Runs) -> None:
     res = subprocess.run([sys.executable, "-m", "mumis", "-q", "verify", str(runs.run)], capture_output=True,
                          text=True, timeout=300, check=False)
     assert res.returncode == 0 and "holds" in res.stdout, res.stdout + res.stderr
+
+
+def test_a_run_with_a_holdout_takes_its_unseen_samples_from_it(tmp_path: Path) -> None:
+    """The holdout holds training indices (not test ones): the receipt of a random request reads
+    its unseen samples there, and verify recomputes the same."""
+    orig, run = tmp_path / "orig", tmp_path / "run"
+    assert main(["-q", "train", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--holdout", "0.05",
+                 "--out", str(orig)]) == 0
+    assert main(["-q", "unlearn", "--checkpoint", str(orig), "--forget", "random:5%", "--method", "mumis",
+                 "--set", "max_steps=20", "--out", str(run)]) == 0
+    receipt = json.loads((run / "receipt.json").read_text())
+    assert "holdout split" in json.dumps(receipt["payload"]["evidence"])
+    assert main(["-q", "verify", str(run)]) == 0

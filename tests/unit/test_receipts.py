@@ -92,16 +92,23 @@ def test_verdict_says_what_the_evidence_shows_and_what_not() -> None:
 def test_unseen_samples_are_of_the_forget_classes_from_the_holdout_when_there_is_one() -> None:
     from mumis.data import splits_from_tensors
 
-    x = torch.rand(12, 1, 2, 2)
-    y = torch.tensor([0, 1, 2] * 4)
-    splits = splits_from_tensors(forget=(x[:2], y[:2]), retain=(x[2:8], y[2:8]), test=(x[6:], y[6:]))
+    x = torch.rand(16, 1, 2, 2)
+    y = torch.tensor([0, 1, 2] * 5 + [0])
+    test = (x[6:12], y[6:12])
+    splits = splits_from_tensors(forget=(x[:2], y[:2]), retain=(x[2:6], y[2:6]), test=test)
     (ux, uy), source = choose_unseen(splits, {})
     assert source.startswith("test split") and set(uy.tolist()) == {0, 1} and len(uy) == 4
-    assert torch.equal(ux, x[6:][torch.isin(y[6:], torch.tensor([0, 1]))])
-    (_, uy2), source2 = choose_unseen(splits, {"holdout": [0, 1, 2]})
-    assert source2.startswith("holdout split") and uy2.tolist() == [0, 1]
-    with pytest.raises(mumis.exceptions.DataError, match="holdout"):
-        choose_unseen(splits, {"holdout": [99]})
+    assert torch.equal(ux, test[0][torch.isin(test[1], torch.tensor([0, 1]))])
+    # a holdout (training-distribution samples no model trained on) with samples of those classes
+    held = splits_from_tensors(forget=(x[:2], y[:2]), retain=(x[2:6], y[2:6]), test=test,
+                               holdout=(x[12:], y[12:]))
+    (hx, hy), source2 = choose_unseen(held, {"holdout": [12, 13, 14, 15]})
+    assert source2.startswith("holdout split") and hy.tolist() == [0, 1, 0]
+    assert torch.equal(hx, x[12:][torch.isin(y[12:], torch.tensor([0, 1]))])
+    # none of the forget classes in the holdout (class-wise forgetting): the test split
+    only2 = splits_from_tensors(forget=(x[:2], y[:2]), retain=(x[2:6], y[2:6]), test=test,
+                                holdout=(x[14:15], y[14:15]))
+    assert choose_unseen(only2, {"holdout": [14]})[1].startswith("test split")
 
 
 # ------------------------------------------------------------------------- run directories

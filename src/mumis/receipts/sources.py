@@ -104,21 +104,20 @@ def _load_model(run_dir: Path, trust_model_code: Any, changed: bool) -> nn.Modul
 
 
 def choose_unseen(splits: Any, manifest: dict[str, Any]) -> tuple[Pair, str]:
-    """Unseen samples of the forget set's classes: the manifest's `holdout` (test-set indices kept
-    out of training and tuning) when it has one, else the test split (class-wise forgetting: the
-    forgotten classes' test samples)."""
-    x, y = splits.test
-    holdout = manifest.get("holdout")
-    if holdout is not None:
-        idx = torch.as_tensor(np.asarray(holdout, dtype=np.int64))
-        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(y)):
-            raise DataError(f"the manifest's holdout indices exceed the test split ({len(y)} samples)")
-        x, y, source = x[idx], y[idx], "holdout split"
-    else:
-        source = "test split"
+    """Unseen samples of the forget set's classes: the run's holdout (training-distribution
+    samples no model of the run trained on; `Splits.holdout`) where it holds samples of those
+    classes, else the test split (class-wise forgetting: the forgotten classes' test samples; the
+    holdout handed to methods leaves those classes out)."""
     classes = torch.unique(splits.forget[1])
+    holdout = getattr(splits, "holdout", None) if manifest.get("holdout") else None
+    if holdout is not None:
+        hx, hy = holdout
+        keep = torch.isin(hy, classes)
+        if bool(keep.any()):
+            return (hx[keep], hy[keep]), "holdout split, samples of the forget set's classes"
+    x, y = splits.test
     keep = torch.isin(y, classes)
-    return (x[keep], y[keep]), f"{source}, samples of the forget set's classes"
+    return (x[keep], y[keep]), "test split, samples of the forget set's classes"
 
 
 def _reference(run_dir: Path, result: dict[str, Any]) -> dict[str, Any] | None:
