@@ -7,7 +7,7 @@ Usage:
 
 For one scenario (dataset, model, recipe, epochs, forget spec) and each seed it trains the
 original on the whole training set and the retrained model on the remaining data (timed: the
-retraining time), runs `mumis.unlearn` at the method's defaults on the original (its own
+retraining time), runs `mumis.unlearn` at the method's defaults (or the `--mumis` settings) on the original (its own
 device-synchronised time and steps), and reports:
 - MU-Mis time / retraining time;
 - passes over the forget set: samples read / |D_f| (steps x batch / |D_f| when |D_f| is a
@@ -107,9 +107,9 @@ def _train(p: Preset, x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...], 
 
 
 def step_ratio(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, dev: torch.device,
-               repeats: int) -> dict[str, float]:
+               repeats: int, mumis: dict[str, Any]) -> dict[str, float]:
     """Median MU-Mis step and CE step (ms) on the same model and batch, interleaved."""
-    algo = MuMis()
+    algo = MuMis(**mumis)
     upd = algo.config.update
     work = batchnorm_as_affine(model) if upd == "last" and has_running_batchnorm(model) else model
     moved = algo._trainable(work, x[:2])  # the weights a default run differentiates
@@ -151,18 +151,18 @@ def _acc(model: nn.Module, pair: tuple[torch.Tensor, torch.Tensor], dev: torch.d
 
 
 def run_seed(p: Preset, seed: int, dev: torch.device, data_dir: str | None, overrides: dict[str, Any],
-             repeats: int) -> dict[str, Any]:
+             repeats: int, mumis: dict[str, Any]) -> dict[str, Any]:
     bundle = load_dataset(p.dataset, data_dir)
     splits = make_splits(bundle, resolve_manifest(p.forget, bundle, seed=seed))
     k, shape = splits.num_classes, bundle.input_shape
     original, train_s = _train(p, bundle.x_train, bundle.y_train, shape, k, seed, dev, overrides)
     retrained, retrain_s = _train(p, *splits.retain, shape, k, seed, dev, overrides)
-    res = unlearn(original, splits.forget, seed=seed, device=dev)
+    res = unlearn(original, splits.forget, seed=seed, device=dev, **mumis)
     n_forget = len(splits.forget[1])
     batch = min(res.config["batch_size"] or n_forget, n_forget)
     passes = samples_seen(res.steps, batch, n_forget) / n_forget
     fx, fy = splits.forget
-    ratio = step_ratio(original, fx[:batch], fy[:batch], k, dev, repeats)
+    ratio = step_ratio(original, fx[:batch], fy[:batch], k, dev, repeats, mumis)
     return {
         "seed": seed, "n_train": int(len(bundle.y_train)), "n_forget": n_forget,
         "train_s": train_s, "retrain_s": retrain_s, "mumis_s": res.time_s, "steps": res.steps, "batch": batch,
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None, help="dataset folder (default: the dataset's own)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="training setting (or model.KEY option) of both trainings, e.g. --set epochs=3 (repeatable)")
+    ap.add_argument("--mumis", action="append", default=[], metavar="KEY=VALUE",
+                    help="a MU-Mis setting instead of its default, e.g. --mumis cap_reference=mean (repeatable)")
     ap.add_argument("--repeats", type=int, default=10, help="interleaved repetitions of the step timing")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
@@ -220,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = _seeds(args.seeds)
         dev = resolve_device(args.device)
         overrides = parse_set_args(args.set)
+        mumis = parse_set_args(args.mumis)
+        MuMis(**mumis)  # an unknown or bad setting fails here, before any training
         if args.repeats < 1:
             raise ValueError("--repeats must be at least 1")
         if args.preset == "resnet32":  # the one preset whose data may be absent: skip, do not fail
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        rows = [run_seed(p, s, dev, args.data_dir, overrides, args.repeats) for s in seeds]
+        rows = [run_seed(p, s, dev, args.data_dir, overrides, args.repeats, mumis) for s in seeds]
     except (MumisError, ValueError) as e:
         print(f"mumis_cost: {e}", file=sys.stderr)
         return 2
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(f"\nprocess peak memory: {peak:.0f} MB ({'CUDA allocator' if dev.type == 'cuda' else 'max RSS'})")
     if args.json is not None:
-        atomic_write_json(args.json, {"preset": args.preset, "scenario": asdict(p), "overrides": overrides,
+        atomic_write_json(args.json, {"preset": args.preset, "scenario": asdict(p), "overrides": overrides, "mumis": mumis,
                                       "device": str(dev), "torch": torch.__version__, "rows": rows,
                                       "process_peak_mb": peak})
     return 0
