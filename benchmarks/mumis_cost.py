@@ -7,8 +7,8 @@ Usage:
 
 For one scenario (dataset, model, recipe, epochs, forget spec) and each seed it trains the
 original on the whole training set and the retrained model on the remaining data (timed: the
-retraining time), runs `mumis.unlearn` at the method's defaults (or the `--mumis` settings) on the original (its own
-device-synchronised time and steps), and reports:
+retraining time), runs `mumis.unlearn` at the method's defaults (or the `--mumis` settings) on
+the original (its own device-synchronised time and steps), and reports:
 - MU-Mis time / retraining time;
 - passes over the forget set: samples read / |D_f| (steps x batch / |D_f| when |D_f| is a
   multiple of the batch; the last batch of each pass over the forget set is smaller);
