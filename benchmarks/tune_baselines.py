@@ -62,6 +62,8 @@ def train(out: Path, seed: int, forget: str | None, spec: dict[str, Any], log: P
         return
     args = ["train", "--dataset", spec["dataset"], "--model", spec["model"], "--recipe", spec["recipe"],
             "--seed", str(seed), "--out", str(out), "--overwrite"]
+    if "epochs" in spec:
+        args += ["--epochs", str(spec["epochs"])]
     if forget:
         args += ["--forget", forget]
     print("  " + sh(args, log).strip())
@@ -211,6 +213,83 @@ def write_docs(path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], info
     path.write_text("\n".join(lines))
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+def tune_scenarios(cfg: dict[str, Any], methods: list[str], work: Path, tuned: Path, log: Path,
+                   args: argparse.Namespace, today: str) -> list[dict[str, Any]]:
+    """Several tuning scenarios (`tuning.scenarios`): every grid point on each; the smallest MEAN
+    criterion wins. A method whose per-scenario winners differ is marked `knife_edge`. The held-out
+    evaluation is the bench that uses the presets (no `evaluation` section here)."""
+    tun = cfg["tuning"]
+    crit = tun["criterion"]
+    scen = []
+    print("1. models")
+    for sc in tun["scenarios"]:
+        orig = work / f"tune-original-s{sc['seed']}"
+        ref = work / f"tune-retrained-{_slug(sc['forget'])}-s{sc['seed']}"
+        train(orig, sc["seed"], None, tun, log, args.retrain_models)
+        train(ref, sc["seed"], sc["forget"], tun, log, args.retrain_models)
+        scen.append((sc, orig, ref))
+    rows = []
+    for method in methods:
+        grid, records = cfg["methods"][method], []
+        for j, (sc, orig, ref) in enumerate(scen):
+            gdir = work / "grid" / method / f"scenario-{j}"
+            if not args.skip_tune:
+                print(f"2. tune {method} on {sc['forget']} seed {sc['seed']}: {grid}")
+                out = sh(["tune", "--checkpoint", str(orig), "--reference", str(ref), "--forget", sc["forget"],
+                          "--method", method, "--criterion", crit, *grid_args(grid), "--out", str(gdir),
+                          "--overwrite"], log)
+                print("   " + out.strip())
+            records.append(json.loads((gdir / "tuning.json").read_text()))
+        points = [p["settings"] for p in records[0]["points"]]
+        gaps = [[r["points"][i][crit] for r in records] for i in range(len(points))]
+        means = [sum(g) / len(g) for g in gaps]
+        best = min(range(len(points)), key=lambda i: (means[i], i))
+        winners = [min(range(len(points)), key=lambda i, j=j: (gaps[i][j], i)) for j in range(len(scen))]
+        config = records[0]["points"][best]["config"]
+        header = (
+            f"# {method}: tuned on {tun['dataset']}/{tun['model']} ({tun['recipe']} recipe), by the mean {crit} over "
+            + ", ".join(f"forget {sc['forget']} seed {sc['seed']}" for sc, _, _ in scen)
+            + f" (chosen point: {' / '.join(f'{g:.3f}' for g in gaps[best])}, mean {means[best]:.3f})\n"
+            f"# grid: {json.dumps(records[0]['grid'])} ({len(points)} points; other settings: the method's defaults)\n"
+            f"# chosen: {json.dumps(points[best])}"
+            + ("" if len(set(winners)) == 1 else " (knife-edge: the scenarios alone would pick "
+               + " / ".join(json.dumps(points[w]) for w in winners) + ")")
+            + f"\n# date: {today}; written by benchmarks/tune_baselines.py --grid {args.grid}.\n"
+        )
+        (tuned / f"{method}.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+        rows.append({"method": method, "chosen": points[best], "gaps": gaps[best], "mean": means[best],
+                     "knife_edge": len(set(winners)) > 1, "winners": [points[w] for w in winners],
+                     "points": [{"settings": p, crit: g} for p, g in zip(points, gaps, strict=True)]})
+        print(f"   chosen {points[best]}: {crit} {gaps[best]} (knife-edge: {rows[-1]['knife_edge']})")
+    return rows
+
+
+def write_scenarios_docs(path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], info: dict[str, Any]) -> None:
+    tun = cfg["tuning"]
+    names = [f"{sc['forget']} s{sc['seed']}" for sc in tun["scenarios"]]
+    lines = [
+        f"# Baselines on {tun['dataset']} / {tun['model']}, tuned by the recorded protocol",
+        "",
+        f"Written by `benchmarks/tune_baselines.py --grid {info['grid']}` ({info['date']}; {info['machine']};"
+        f" {info['points']} grid points on {len(names)} scenarios in {info['total_s']:.0f} s).",
+        f"Each point ran on every tuning scenario ({', '.join(names)}); the smallest mean `{tun['criterion']}`"
+        " wins. *knife-edge*: the scenarios alone would choose different points. The held-out evaluation of"
+        " these presets is the bench that uses them (`*_tuned` rows), on scenarios and seeds no choice saw.",
+        "",
+        "| method | chosen settings | " + " | ".join(f"gap, {n}" for n in names) + " | mean | knife-edge |",
+        "|---|---|" + "---:|" * (len(names) + 1) + "---|",
+    ]
+    for r in rows:
+        edge = "yes: " + " / ".join(fmt_settings(w) for w in r["winners"]) if r["knife_edge"] else "no"
+        lines.append(f"| {r['method']} | {fmt_settings(r['chosen'])} | "
+                     + " | ".join(f"{g:.2f}" for g in r["gaps"]) + f" | **{r['mean']:.2f}** | {edge} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", default="configs/tune/digits-mlp.yaml", help="tuning grids (YAML)")
@@ -224,7 +303,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     cfg = yaml.safe_load((ROOT / args.grid).read_text())
-    tun, ev = cfg["tuning"], cfg["evaluation"]
+    tun, ev = cfg["tuning"], cfg.get("evaluation")
     methods = [m for m in cfg["methods"] if not args.methods or m in args.methods.split(",")]
     unknown = set(filter(None, args.methods.split(","))) - set(cfg["methods"])
     if unknown:
@@ -233,6 +312,15 @@ def main() -> None:
     log = work / "log" / "tune_baselines.log"
     tuned.mkdir(parents=True, exist_ok=True)
     today = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+    if "scenarios" in tun:
+        srows = tune_scenarios(cfg, methods, work, tuned, log, args, today)
+        info = {"date": today, "machine": machine(), "total_s": time.perf_counter() - t0, "grid": args.grid,
+                "points": sum(len(r["points"]) for r in srows) * len(tun["scenarios"]), "tuning": tun}
+        (work / "summary.json").write_text(json.dumps({"info": info, "rows": srows}, indent=1))
+        if args.docs:
+            write_scenarios_docs(ROOT / args.docs, srows, cfg, info)
+        print(f"done in {info['total_s']:.0f} s; summary: {work / 'summary.json'}")
+        return
 
     print("1. models")
     train(work / "tune-original", tun["seed"], None, tun, log, args.retrain_models)

@@ -78,6 +78,16 @@ def test_unlearn_hands_the_holdout_to_mumis_only(runs: Runs, tmp_path: Path) -> 
     assert _result(tmp_path / "p")["data_used"] == ["forget"]
 
 
+def test_no_holdout_runs_mumis_on_the_forget_data_only(runs: Runs, tmp_path: Path) -> None:
+    base = ["-q", "unlearn", "--checkpoint", str(runs.original), "--forget", "class:3", "--device", "cpu",
+            "--no-receipt", "--method", "mumis", "--set", "max_steps=5"]
+    assert main([*base, "--out", str(tmp_path / "h")]) == 0
+    assert main([*base, "--no-holdout", "--out", str(tmp_path / "n")]) == 0
+    with_h, without = _result(tmp_path / "h"), _result(tmp_path / "n")
+    assert with_h["data_used"] == ["forget", "holdout"]
+    assert without["data_used"] == ["forget"] and "holdout" not in without["stop_reason"]
+
+
 def test_without_a_holdout_mumis_names_the_fix(runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "unlearn", "--checkpoint", str(runs.plain), "--forget", "random:10%", "--device", "cpu",
                  "--method", "mumis", "--out", str(tmp_path / "u")]) == 2

@@ -35,6 +35,7 @@ class MethodEntry:
     method: str
     settings: dict[str, Any]
     by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+    use_holdout: bool = True  # False (`holdout: false`): this row gets no holdout even if the bench has one
 
     def settings_for(self, kind: str) -> dict[str, Any]:
         """The settings of this method in a scenario of `kind` (class, subclass, random, indices)."""
@@ -101,6 +102,10 @@ def _entry(label: str, entry: dict[str, Any], base: Path, path: str) -> MethodEn
     method = entry.pop("method", None)
     preset = entry.pop("config", None)
     by_kind = entry.pop("by_kind", None) or {}
+    use_holdout = entry.pop("holdout", True)
+    if not isinstance(use_holdout, bool):
+        raise _err(path, f"method {label!r}: `holdout` must be true or false (false: this row reads no "
+                         f"holdout), got {use_holdout!r}")
     if method is not None and not isinstance(method, str):
         raise _err(path, f"method {label!r}: `method` must be a method name, got {method!r}")
     if preset is not None and not isinstance(preset, str):
@@ -126,6 +131,6 @@ def _entry(label: str, entry: dict[str, Any], base: Path, path: str) -> MethodEn
         except MumisError as e:
             raise _err(path, f"method {label!r} (by_kind {kind}): {e}") from None
     return MethodEntry(label=label, method=name, settings=settings,
-                       by_kind={str(k): dict(v) for k, v in by_kind.items()})
+                       by_kind={str(k): dict(v) for k, v in by_kind.items()}, use_holdout=use_holdout)
 
 

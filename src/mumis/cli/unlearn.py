@@ -56,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "retrained without everything forgotten so far, see `mumis train --forget-chain`)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    p.add_argument("--no-holdout", action="store_true",
+                   help="do not hand the checkpoint's holdout (`mumis train --holdout`) to the method: "
+                        "forget data only, even for a method that can use a holdout (mumis)")
     p.add_argument("--no-receipt", action="store_true",
                    help="skip the deletion receipt (receipt.json / receipt.html, checked by `mumis verify`)")
     add_trust_model_code(p)
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, device=args.device, reference=args.reference, out=args.out,
         overwrite=args.overwrite, progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
         trust_model_code=args.trust_model_code,
-        fail_on_divergence=True, receipt=not args.no_receipt,
+        fail_on_divergence=True, receipt=not args.no_receipt, use_holdout=not args.no_holdout,
     )
     from .. import distributed
 

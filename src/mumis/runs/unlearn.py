@@ -65,6 +65,7 @@ def unlearn_run(
     trust_model_code: TrustModelCode = False,
     fail_on_divergence: bool = False,
     receipt: bool = True,
+    use_holdout: bool = True,
 ) -> UnlearnRun:
     """Unlearn `forget` from the model in `checkpoint` and write a run directory `out`.
 
@@ -90,7 +91,8 @@ def unlearn_run(
                              data_dir=data_dir, device=device, trust_model_code=trust_model_code,
                              continue_chain=True)
     return unlearn_scenario(scenario, name, settings, out=out, seed=seed, overwrite=overwrite,
-                            progress=progress, fail_on_divergence=fail_on_divergence, receipt=receipt)
+                            progress=progress, fail_on_divergence=fail_on_divergence, receipt=receipt,
+                            use_holdout=use_holdout)
 
 
 def _check_distributed_method(name: str) -> None:
@@ -115,6 +117,7 @@ def unlearn_scenario(
     progress: bool = False,
     fail_on_divergence: bool = False,
     receipt: bool = True,
+    use_holdout: bool = True,
 ) -> UnlearnRun:
     """Run `method` with `settings` (checked) on a copy of the scenario's model; write `out`.
 
@@ -130,6 +133,9 @@ def unlearn_scenario(
             `mumis.receipts`), built from the files just written, so `mumis verify` holds on them.
             The bench and tune cells skip it (a few seconds each, and they are compared with a
             retrained model anyway).
+        use_holdout: hand the checkpoint's holdout (if it has one) to a method that declares it
+            can use one; False runs it on the forget data only (ConfigError for a method that
+            requires a holdout).
     Returns:
         UnlearnRun; its record's `status` is "ok" or "diverged" (the method reported a
         non-finite loss or a divergence and the weights are those of its last finite step),
@@ -155,7 +161,9 @@ def unlearn_scenario(
     _note_retrained(scenario)
     retain = scenario.splits.retain if cls.requires_retain else None  # forget-only methods never see it
     # the run's holdout (no model trained on it) goes to the methods that declare they use one
-    holdout = scenario.splits.holdout if cls.needs_holdout != "no" else None
+    if not use_holdout and cls.needs_holdout == "required":
+        raise ConfigError(f"method {method!r} requires a holdout; drop --no-holdout")
+    holdout = scenario.splits.holdout if cls.needs_holdout != "no" and use_holdout else None
     # Only rank 0 writes; the other ranks compute the same run and write nothing.
     staged = staged_run_dir(out, overwrite=overwrite) if distributed.is_main() else contextlib.nullcontext(None)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
