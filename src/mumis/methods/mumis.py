@@ -44,6 +44,9 @@ from ._loop import Batch, LoopState, LossMethod
 from ._mumis_monitor import HoldoutGuide, Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
 from .base import HoldoutUse, RunContext, RunOutput, register_method
 
+#: Where the run's per-request state comes from (result extra `state_from`; see the class).
+STATE_FROM = "current model"
+
 __all__ = ["HoldoutGuide", "MuMis", "MuMisConfig", "StopRule", "Stopper", "_Monitor", "_monitor"]
 
 
@@ -118,6 +121,12 @@ class MuMis(LossMethod):
     no epoch rows; its own stopping rule is `check_stop`: every `monitor_every` steps the
     monitor reading (a history row), the divergence guard (restores the last good weights)
     and the `Stopper`.
+
+    Per-request state: the cap reference (`cap_reference`), the monitor's start reading (the
+    stopping rule's baseline) and the holdout guide's start are all read in `prepare` from the
+    model it is given, i.e. the current model. On a chain of deletion requests
+    (`mumis unlearn --checkpoint` an unlearning run) that is the previous request's result, not
+    the chain's original; the result's extra says so (`state_from: "current model"`).
     """
 
     name = "mumis"
@@ -360,7 +369,8 @@ class MuMis(LossMethod):
     def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
         moved = {id(p) for p in self.params}
         extra: dict[str, Any] = {"restored_step": self.good_step if stop_reason.startswith("diverged") else None,
-                 "updated": [n for n, p in model.named_parameters() if id(p) in moved]}
+                 "updated": [n for n, p in model.named_parameters() if id(p) in moved],
+                 "state_from": STATE_FROM}
         if self.guide is not None:
             extra.update(target_forget_acc=self.guide.target, kept_step=self.guide.best_step,
                          holdout_acc_start=self.guide.start.acc)

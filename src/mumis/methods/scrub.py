@@ -4,7 +4,9 @@ Paper: M. Kurmanji, P. Triantafillou, J. Hayes, E. Triantafillou, "Towards Unbou
 Unlearning", NeurIPS 2023 (arXiv 2302.09880). Official code: https://github.com/meghdadk/SCRUB
 (`large_scale_unlearning.ipynb`, `repdistiller/loops.py::train_distill`).
 
-Teacher = frozen copy of the original model; the student starts as the original. Each epoch:
+Teacher = frozen copy of the model given (the current model: on a chain of deletion requests,
+the previous request's result, not the chain's original; the result's extra says
+`state_from: "current model"`); the student starts as that model too. Each epoch:
 - max-steps (only in the first `max_epochs` epochs): one pass over the forget set, maximising
   KL(teacher || student) (the student moves away from the teacher on the forget data);
 - min-steps: one pass over the retain set, minimising gamma * CE + alpha * KL(teacher || student)
@@ -36,6 +38,9 @@ from ..config import setting
 from ..exceptions import ConfigError
 from ._loop import Batch, LoopState, LossMethod, Pass
 from .base import RunContext, register_method
+
+#: Where the run's per-request state comes from (result extra `state_from`; see the class).
+STATE_FROM = "current model"
 
 
 @dataclass
@@ -85,6 +90,9 @@ class SCRUB(LossMethod):
         self.lr = self.config.lr
         self.forget_y, self.retain_y = ctx.forget[1], ctx.retain[1]
         return {}
+
+    def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
+        return {"state_from": STATE_FROM}  # the teacher: the model this run started from
 
     def on_epoch_start(self, epoch: int, opt: torch.optim.Optimizer, ctx: RunContext) -> None:
         # official sgda_adjust_learning_rate: lr x rate^(number of decay epochs already passed)

@@ -3,7 +3,9 @@
     from mumis.reporting import write_report
     paths = write_report("runs/bench/smoke", formats=("md", "html"))
 
-Reads only the bench's records (and, for the dynamics plots, its runs' `history.jsonl`).
+Reads only the bench's records (and, for the dynamics plots, its runs' `history.jsonl`). The
+records of sequential scenarios have their own tables and curves (`reporting.sequence`; md and
+html).
 """
 
 from __future__ import annotations
@@ -54,14 +56,18 @@ def write_report(
     _check_records_readable(out)  # read_records skips unreadable ones (a bench redoes them)
     records = read_records(out)
     bench = read_json(out / BENCH_FILE) if (out / BENCH_FILE).is_file() else None
-    tables = build_tables(records, bench)
+    from .sequence import build_sequence_tables, sequence_markdown
+
+    # the sequential scenarios' records get their own tables (method x request) and curves
+    seq = build_sequence_tables(records, bench)
+    tables = build_tables([r for r in records if "sequence" not in r], bench)
     name = ((bench or {}).get("config") or {}).get("name") or out.name
     title = f"mumis bench: {name}"
     written: dict[str, Path] = {}
     for f in fmts:
         path = out / "report" / FILES[f]
         if f == "md":
-            text = to_markdown(tables, title=title, precision=precision)
+            text = to_markdown(tables, title=title, precision=precision) + sequence_markdown(seq, precision)
         elif f == "csv":
             text = to_csv(tables)
         elif f == "tex":
@@ -69,7 +75,7 @@ def write_report(
         else:
             from .html import render_html
 
-            text = render_html(out, tables, records, title=title, precision=precision)
+            text = render_html(out, tables, records, title=title, precision=precision, sequences=seq)
         atomic_write_text(path, text)
         written[f] = path
     return written

@@ -107,7 +107,7 @@ def table_samples(records: list[dict[str, Any]], table: Table) -> dict[str, dict
 
 
 def render_html(out: str | Path, tables: list[Table], records: list[dict[str, Any]], *,
-                title: str = "mumis bench", precision: int = 2) -> str:
+                title: str = "mumis bench", precision: int = 2, sequences: list[Any] | None = None) -> str:
     """The page: per table the numbers, a bar chart of accuracies and gaps, the recovery audits
     (when the records have them), input-sensitivity histograms, membership-inference score
     distributions and MU-Mis dynamics.
@@ -118,6 +118,7 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
         records: the records the tables came from.
         title: the page title.
         precision: decimals in the tables.
+        sequences: the sequential scenarios' tables (`reporting.sequence`), after the others.
     Returns:
         The HTML text.
     """
@@ -153,6 +154,10 @@ def render_html(out: str | Path, tables: list[Table], records: list[dict[str, An
                 parts.append(f"<h3>MU-Mis dynamics: {html.escape(label)}</h3>")
                 parts.append(_img(plots.dynamics_chart(f"{t.title}, {label}", runs),
                                   f"MU-Mis dynamics, {label}, {t.title}"))
+    if sequences:
+        from .sequence import sequence_html
+
+        parts.append(sequence_html(sequences, precision, plots=have_plots))
     parts += [f'<p class="note">{html.escape(notes(tables))}</p>', "</body></html>"]
     return "\n".join(parts) + "\n"
 
