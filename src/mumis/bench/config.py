@@ -5,7 +5,8 @@ name: smoke                       # optional, shown in the report
 datasets: [digits]                # registered dataset names
 data_dirs: {fashion-mnist: /path} # optional: data folder per dataset
 models: [mlp]                     # mlp, cnn, resnet18 or package.module:function
-scenarios: ["class:3", "random:0.1"]   # forget specs
+scenarios: ["class:3", "random:0.1",  # forget specs
+            {sequence: ["class:1", "class:3"], name: classes}]  # sequential requests (below)
 methods:                          # label -> settings (a list of names means default settings)
   mumis: {}
   grad_ascent: {epochs: 3}
@@ -31,6 +32,13 @@ resolve on their dataset are one `ConfigError`.
 model retrained with seed S; every other seed listed trains one more retrained model (same
 split), whose distance to the oracle is the retraining floor (docs/evaluation.md). Each becomes
 a `retrain (seed X)` row, and every record carries the floor.
+
+A mapping in `scenarios` is a sequential scenario (`mumis.bench.sequence`): `sequence:` lists
+at least two forget specs of one label space, forgotten one after another (request k continues
+from request k-1's unlearning run), each compared with the model retrained without all
+requests so far; `name:` (default: the specs joined) names its cells
+(`DATASET__MODEL__seq-NAME__r<k>__LABEL__s<seed>`). Request k is drawn with split seed
+`split_seed + k - 1`, so repeated `random:` specs draw different chunks.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ class BenchConfig:
     metrics: str | list[str] = "all"
     device: str = "auto"
     retrain_seeds: list[int] = field(default_factory=list)  # empty: only the oracle
+    sequences: list[SequenceScenario] = field(default_factory=list)  # mappings in `scenarios`
 
     def floor_seeds(self, seed: int) -> list[int]:
         """The seeds of the further retrained models of a cell with seed `seed` (the floor)."""
@@ -99,7 +108,32 @@ class BenchConfig:
             "train": self.train, "metrics": self.metrics, "device": self.device,
             # only when set, so bench.json of a bench without it is unchanged
             **({"retrain_seeds": self.retrain_seeds} if self.retrain_seeds else {}),
+            **({"sequences": [q.to_dict() for q in self.sequences]} if self.sequences else {}),
         }
+
+
+@dataclass(frozen=True)
+class SequenceScenario:
+    """A sequential scenario: forget specs requested one after another (`bench.sequence`)."""
+
+    name: str
+    specs: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """Its part of a cell id: `seq-NAME`."""
+        return f"seq-{slug(self.name)}"
+
+    def request_label(self, k: int) -> str:
+        """The scenario part of request k's cell ids (k from 1): `seq-NAME__r<k>`."""
+        return f"{self.label}__r{int(k)}"
+
+    def split_seeds(self, base: int) -> list[int]:
+        """Each request's split seed: `base`, `base + 1`, ... (distinct random chunks)."""
+        return [int(base) + i for i in range(len(self.specs))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sequence": list(self.specs)}
 
 
 def cell_id(dataset: str, model: str, scenario: str, label: str, seed: int) -> str:
@@ -168,8 +202,8 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     name = _top(data, path)
     datasets, data_dirs = _datasets(data, path)
     models = _models(data, path)
-    scenarios = _str_list(data, "scenarios", path)
-    specs = _specs(scenarios, path)
+    scenarios, sequences = _scenarios(data, path)
+    specs = _specs(scenarios + [s for q in sequences for s in q.specs], path)
     methods = _methods(data["methods"], base, path)
     seeds = _seeds(data["seeds"], path)
     retrain_seeds = _seeds(data["retrain_seeds"], path, "retrain_seeds") if "retrain_seeds" in data else []
@@ -183,8 +217,9 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
     cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
                       seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
                       recipe=recipe, train=train, metrics=metrics, device=device,
-                      retrain_seeds=retrain_seeds)
-    ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in scenarios
+                      retrain_seeds=retrain_seeds, sequences=sequences)
+    labels = scenarios + [q.request_label(k) for q in sequences for k in range(1, len(q.specs) + 1)]
+    ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in labels
            for e in methods for sd in seeds]
     if len(set(ids)) != len(ids):
         raise _err(path, "two cells get the same id (scenarios or labels that differ only in "
@@ -241,6 +276,54 @@ def _models(data: dict[str, Any], path: str) -> list[str]:
             raise _err(path, f"unknown model {m!r}.{did_you_mean(m, MODELS.names())} "
                              f"Choose from: {', '.join(MODELS.names())} or package.module:function")
     return models
+
+
+def _scenarios(data: dict[str, Any], path: str) -> tuple[list[str], list[SequenceScenario]]:
+    """`scenarios`: forget specs (strings) and sequential scenarios (mappings)."""
+    v = data["scenarios"]
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise _err(path, f"`scenarios` must be a non-empty list of forget specs, got {v!r}")
+    plain = [x for x in v if not isinstance(x, dict)]
+    if plain and not all(isinstance(x, str) and x.strip() for x in plain):
+        raise _err(path, f"`scenarios` must list forget specs or {{sequence: [...]}} mappings, got {v!r}")
+    if len(set(plain)) != len(plain):
+        raise _err(path, f"`scenarios` lists an entry twice: {plain!r}")
+    seqs = [_sequence(x, path) for x in v if isinstance(x, dict)]
+    names = [q.label for q in seqs]
+    if len(set(names)) != len(names):
+        raise _err(path, f"two sequential scenarios have the same name ({', '.join(names)}); give each its own `name`")
+    return [str(x).strip() for x in plain], seqs
+
+
+def _sequence(x: dict[str, Any], path: str) -> SequenceScenario:
+    """One `{sequence: [specs], name: NAME}` mapping, checked."""
+    from ..data import parse_forget_spec
+
+    unknown = [k for k in x if k not in ("sequence", "name")]
+    if unknown or "sequence" not in x:
+        raise _err(path, f"a sequential scenario is a mapping {{sequence: [forget specs], name: NAME}}, "
+                         f"got {x!r}")
+    specs = x["sequence"]
+    if (not isinstance(specs, list) or len(specs) < 2
+            or not all(isinstance(s, str) and s.strip() for s in specs)):
+        raise _err(path, f"`sequence` must list at least 2 forget specs (one per request), got {specs!r}")
+    specs = [s.strip() for s in specs]
+    spaces = set()
+    for s in specs:
+        try:
+            parsed = parse_forget_spec(s)
+        except MumisError as e:
+            raise _err(path, f"sequence {specs!r}: {e}") from None
+        spaces.add("coarse" if parsed.kind == "subclass" else "fine")
+    if len(spaces) > 1:
+        raise _err(path, f"sequence {specs!r} mixes sub-class specs (superclass labels) with specs of "
+                         "the fine labels; a chain stays in one label space")
+    name = x.get("name", "+".join(slug(s) for s in specs))
+    if not isinstance(name, str) or not name.strip():
+        raise _err(path, f"`name` of sequence {specs!r} must be a non-empty string, got {name!r}")
+    return SequenceScenario(name=name.strip(), specs=tuple(specs))
 
 
 def _specs(scenarios: list[str], path: str) -> dict[str, Any]:
@@ -311,6 +394,25 @@ def _resolve_on_data(cfg: BenchConfig, specs: dict[str, Any], path: str) -> None
                     resolve_manifest(specs[s], bundle, seed=sd)
                 except MumisError as e:
                     raise _err(path, f"scenario {s!r} on {d}: {e}") from None
+        for q in cfg.sequences:
+            for sd in sorted({cfg.split_seed_for(x) for x in cfg.seeds}):
+                _resolve_sequence(q, bundle, sd, f"{path}", d)
+
+
+def _resolve_sequence(q: SequenceScenario, bundle: Any, seed: int, path: str, d: str) -> None:
+    """Each request of `q` resolved as the chain will (`runs.chain`): one that selects nothing
+    new (everything already forgotten by earlier requests) fails here, before any training."""
+    from ..data import full_manifest, resolve_manifest
+    from ..runs.chain import chain_manifest
+
+    before = None
+    for s, k in zip(q.specs, q.split_seeds(seed), strict=True):
+        try:
+            if before is None:  # nothing forgotten yet, in the first request's label space
+                before = full_manifest(bundle, resolve_manifest(s, bundle, seed=k).label_space)
+            before = chain_manifest(s, bundle, before, k)[0]
+        except MumisError as e:
+            raise _err(path, f"sequential scenario {q.name!r} on {d}, request {s!r}: {e}") from None
 
 
 def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConfig:
@@ -321,5 +423,5 @@ def load_bench_config(path: str | Path, *, check_data: bool = True) -> BenchConf
     return parse_bench_config(load_yaml(p), path=repr(str(p)), base=p.resolve().parent, check_data=check_data)
 
 
-__all__ = ["ORIGINAL_LABEL", "REFERENCE_LABEL", "SCENARIO_KINDS", "BenchConfig", "MethodEntry", "cell_id", "key_hash", "load_bench_config",
-           "parse_bench_config", "slug"]
+__all__ = ["ORIGINAL_LABEL", "REFERENCE_LABEL", "SCENARIO_KINDS", "BenchConfig", "MethodEntry", "SequenceScenario",
+           "cell_id", "key_hash", "load_bench_config", "parse_bench_config", "slug"]

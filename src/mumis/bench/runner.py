@@ -202,27 +202,32 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
     cfg = config if isinstance(config, BenchConfig) else load_bench_config(config)
     cells = [_Cell(d, m, s, sd, e) for d in cfg.datasets for m in cfg.models for sd in cfg.seeds
              for s in cfg.scenarios for e in cfg.methods]
+    from .sequence import cell_key, run_sequences, sequence_cells
+
+    seq = sequence_cells(cfg)  # the sequential scenarios' request cells (`bench.sequence`)
     if only:
         for pat in only:
-            if not any(fnmatch.fnmatchcase(c.id, pat) for c in cells):
+            if not any(fnmatch.fnmatchcase(c.id, pat) for c in [*cells, *seq]):
                 raise ConfigError(f"--only {pat!r} matches no cell of this bench; cell ids look like "
-                                  f"{cells[0].id!r} (dataset__model__scenario__label__s<seed>)")
+                                  f"{[*cells, *seq][0].id!r} (dataset__model__scenario__label__s<seed>)")
         cells = [c for c in cells if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
+        seq = [c for c in seq if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
     state = _prepare_out(out, cfg, resume)
     t0 = time.perf_counter()
     keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
                             "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario))})
             for c in cells}
-    done = {c.id for c in cells if _check_record(_record_path(out, c.id), keys[c.id])}
+    keys.update({c.id: cell_key(cfg, c) for c in seq})
+    done = {c.id for c in [*cells, *seq] if _check_record(_record_path(out, c.id), keys[c.id])}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCH_FILE, state)
-    res = BenchResult(out=out, cells=len(cells), ran=0, skipped=len(done), models_trained=0,
+    res = BenchResult(out=out, cells=len(cells) + len(seq), ran=0, skipped=len(done), models_trained=0,
                       models_reused=0, time_s=0.0)
     bar = None
     if progress and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cells), initial=len(done), desc="bench", unit="cell", dynamic_ncols=True)
+        bar = tqdm(total=len(cells) + len(seq), initial=len(done), desc="bench", unit="cell", dynamic_ncols=True)
 
     def say(line: str) -> None:
         if log is None:
@@ -245,6 +250,7 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
             if not todo and all(_check_record(_record_path(out, f), ref_key) for f in fixed):
                 continue
             _run_group(cfg, out, d, m, sd, s, todo, keys, ref_id, ref_key, res, say, bar)
+        run_sequences(cfg, out, seq, done, keys, res, say, bar)
     finally:
         if bar is not None:
             bar.close()
