@@ -24,7 +24,7 @@ from mumis.exceptions import ConfigError
 
 CFG: dict[str, Any] = {
     "datasets": ["digits"], "models": ["mlp"],
-    "scenarios": [{"sequence": ["class:1", "class:3", "class:5"], "name": "classes"},
+    "scenarios": ["class:1", {"sequence": ["class:1", "class:3", "class:5"], "name": "classes"},
                   {"sequence": ["random:0.03", "random:0.03", "random:0.03"], "name": "chunks"}],
     "methods": {"mumis": {"max_steps": 20, "by_kind": {"random": {"target_forget_acc": 90.0}}},
                 "finetune": {"epochs": 1}},
@@ -45,7 +45,7 @@ def read(path: Path) -> dict[str, Any]:
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("seqbench") / "out"
     res = run_bench(parse_bench_config(CFG), out)
-    assert (res.cells, res.ran, res.skipped) == (12, 12, 0)
+    assert (res.cells, res.ran, res.skipped) == (14, 14, 0)
     return out
 
 
@@ -103,6 +103,17 @@ def test_earlier_requests_accuracy_is_measured_on_the_current_model(bench: Path)
         assert earlier[0]["acc"] == pytest.approx(acc) and earlier[0]["n"] == len(idx)
 
 
+def test_request_1_is_the_plain_scenario(bench: Path) -> None:
+    """Request 1 unlearns the original against the plain scenario's oracle (the same model
+    directory): the same numbers as the plain `class:1` cell."""
+    for label in LABELS:
+        seq = read(bench / "records" / f"{cid('classes', 1, label)}.json")
+        plain = read(bench / "records" / f"digits__mlp__class-1__{label}__s0.json")
+        assert seq["evaluation"]["model"] == plain["evaluation"]["model"] and "sequence" not in plain
+    ref = read(bench / "records" / f"{cid('classes', 1, 'retrain')}.json")
+    assert ref["run_dir"] == read(bench / "records" / "digits__mlp__class-1__retrain__s0.json")["run_dir"]
+
+
 def test_methods_say_their_state_comes_from_the_current_model(bench: Path) -> None:
     for k in (1, 2, 3):
         extra = read(bench / "runs" / cid("classes", k, "mumis") / "result.json")["extra"]
@@ -114,8 +125,9 @@ def test_report_has_the_per_request_tables_and_curves(bench: Path) -> None:
     md = (bench / "report" / "tables.md").read_text()
     assert "sequence classes: class:1 -> class:3 -> class:5" in md
     assert "sequence chunks: random:0.03 -> random:0.03 -> random:0.03" in md
-    lines = [ln for ln in md.splitlines() if ln.startswith("| mumis | ") or ln.startswith("| retrain | ")]
-    assert len(lines) == 12  # (retrain, mumis) x 3 requests x 2 sequences
+    lines = [ln for ln in md.splitlines() if ln.startswith(("| mumis | ", "| retrain | "))]
+    assert len(lines) == 2 + 12  # the plain class:1 table; (retrain, mumis) x 3 requests x 2 sequences
+    assert "| mumis | 3 | class:5 | 145 | 0 | 437 |" in md
     assert "| earlier requests' acc |" in md and "| KL to retrain |" in md
     assert "seq-classes__r1" not in md  # the requests are not also plain tables
     page = (bench / "report" / "report.html").read_text()
@@ -124,7 +136,7 @@ def test_report_has_the_per_request_tables_and_curves(bench: Path) -> None:
 
 def test_resume_skips_every_finished_request(bench: Path) -> None:
     res = run_bench(parse_bench_config(CFG), bench, resume=True)
-    assert (res.ran, res.skipped, res.models_trained) == (0, 12, 0)
+    assert (res.ran, res.skipped, res.models_trained) == (0, 14, 0)
 
 
 def test_only_redoes_a_request_and_the_runs_it_needs(bench: Path) -> None:
