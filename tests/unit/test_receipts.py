@@ -15,6 +15,7 @@ from torch import nn
 import mumis
 from mumis.checkpoint import load_checkpoint
 from mumis.cli import main
+from mumis.metrics.rank_test import detectable_auc_shift
 from mumis.receipts import indices_sha256, make_receipt, read_receipt, samples_sha256, state_sha256, write_receipt
 from mumis.receipts.evidence import verdict
 from mumis.receipts.hashing import canonical_json, stable, tensor_sha256
@@ -199,6 +200,10 @@ def test_receipt_and_verify_for_your_own_loop() -> None:
                             sensitivity_samples=20)
     p = receipt["payload"]
     assert p["model_before"]["sha256"] == state_sha256(model.state_dict())
+    test = p["evidence"]["after"]["loss_test"]  # the rank test of the losses, with its power
+    assert 0.0 <= test["p_value"] <= 1.0 and test["alpha"] == 0.05 and test["power"] == 0.8
+    assert test["detectable_auc_shift"] == pytest.approx(detectable_auc_shift(6, 10), abs=1e-3)
+    assert "rank test of the losses p = " in p["verdict"]
     assert p["method"]["name"] == "grad_ascent" and p["forgotten"]["indices_sha256"] == indices_sha256(list(range(6)))
     kw = {"result": res, "original": model, "forget": forget, "unseen": unseen, "forget_indices": range(6)}
     assert mumis.verify(receipt, **kw) == []

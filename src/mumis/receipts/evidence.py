@@ -24,6 +24,7 @@ from ..metrics import (
     subsample_indices,
     true_label_confidence,
 )
+from ..metrics.rank_test import loss_rank_test
 from ..utils import model_device
 from .hashing import stable
 
@@ -44,13 +45,17 @@ def _split_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float
 
 
 def model_evidence(model: nn.Module, forget: Pair, unseen: Pair, *, seed: int) -> dict[str, Any]:
-    """Forget vs unseen for one model: accuracy, mean true-label confidence, mean loss, and the
-    loss attacks (threshold AUC and cross-validated logistic regression, forget = member)."""
+    """Forget vs unseen for one model: accuracy, mean true-label confidence, mean loss, the loss
+    attacks (threshold AUC and cross-validated logistic regression, forget = member) and the rank
+    test of the two loss distributions with its power (`mumis.metrics.rank_test`)."""
     f_stats, f_loss = _split_stats(compute_logits(model, forget[0]), forget[1])
     u_stats, u_loss = _split_stats(compute_logits(model, unseen[0]), unseen[1])
+    test = loss_rank_test(f_loss, u_loss)
     return {"forget": f_stats, "unseen": u_stats,
             "loss_attack_auc": loss_attack_auc(f_loss, u_loss).value,
-            "loss_attack_acc": loss_attack_accuracy(f_loss, u_loss, seed=seed).value}
+            "loss_attack_acc": loss_attack_accuracy(f_loss, u_loss, seed=seed).value,
+            "loss_test": {k: test[k] for k in ("p_value", "alpha", "power", "detectable_auc_shift",
+                                               "indistinguishable")}}
 
 
 def _median_target(model: nn.Module, forget: Pair, unseen: Pair, n: int, seed: int) -> dict[str, float]:
@@ -149,6 +154,10 @@ def verdict(evidence: dict[str, Any], method: str, *, class_forgetting: bool = F
              f"{after['unseen']['accuracy']:.1f} % on unseen samples of the same classes "
              f"({evidence['unseen']['source']}), loss-attack AUC {'n/a' if auc is None else f'{auc:.1f}'} "
              "(50 = cannot tell forget from unseen)")
+    test = after.get("loss_test")  # receipts written before the rank test have none
+    if test and not class_forgetting and test["p_value"] is not None:
+        facts += (f", rank test of the losses p = {test['p_value']:.2f} (it detects an AUC "
+                  f"{test['detectable_auc_shift']:.0f} points from 50 with {100 * test['power']:.0f} % power)")
     reading = _reading(after, class_forgetting)
     if "before" in evidence and reading in ("alike", "gone") and _reading(evidence["before"], class_forgetting) == reading:
         facts += "; the model before unlearning passed these tests too, so here they tell little"

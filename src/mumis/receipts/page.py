@@ -31,6 +31,13 @@ def _code(v: Any) -> str:
     return "n/a" if v is None else f"<code>{html.escape(str(v))}</code>"
 
 
+def _test(t: dict[str, Any] | None) -> str:
+    if not t or t.get("p_value") is None:
+        return "n/a"
+    return (f"p = {_e(t['p_value'])}; detects |AUC - 50| &ge; {_e(t['detectable_auc_shift'])} points with "
+            f"{100 * t['power']:.0f} % power at level {t['alpha']}")
+
+
 def _evidence_table(ev: dict[str, Any]) -> str:
     head = "<tr><th>model</th><th>split</th><th>accuracy (%)</th><th>mean confidence</th><th>mean loss</th></tr>"
     body = ""
@@ -39,12 +46,14 @@ def _evidence_table(ev: dict[str, Any]) -> str:
             s = ev[who][split]
             body += (f"<tr><td>{who}</td><td>{split}</td><td>{_e(s['accuracy'])}</td>"
                      f"<td>{_e(s['confidence'])}</td><td>{_e(s['loss'])}</td></tr>")
-    attack = "".join(f"<tr><td>{w}</td><td>{_e(ev[w]['loss_attack_auc'])}</td><td>{_e(ev[w]['loss_attack_acc'])}</td></tr>"
-                     for w in ("before", "after"))
+    attack = "".join(f"<tr><td>{w}</td><td>{_e(ev[w]['loss_attack_auc'])}</td><td>{_e(ev[w]['loss_attack_acc'])}</td>"
+                     f"<td>{_test(ev[w].get('loss_test'))}</td></tr>" for w in ("before", "after"))
     sens = ev["sensitivity"]
     return (f"<table>{head}{body}</table><p>Membership attack, forget (member) vs unseen, on the per-sample "
-            "loss: 50 = cannot tell them apart.</p><table><tr><th>model</th><th>threshold AUC</th>"
-            f"<th>cross-validated accuracy</th></tr>{attack}</table>"
+            "loss: 50 = cannot tell them apart. The rank test (Mann-Whitney U) asks whether the two loss "
+            "distributions differ at all; its power says how large a difference it would find.</p>"
+            "<table><tr><th>model</th><th>threshold AUC</th>"
+            f"<th>cross-validated accuracy</th><th>rank test</th></tr>{attack}</table>"
             f"<p>Input sensitivity ({html.escape(sens['statistic'])}, up to {sens['n_per_split']} samples per "
             "side):</p>" + _rows([
                 ("forget / unseen, before", sens["forget_to_unseen_before"]),
