@@ -22,7 +22,8 @@ request index, its spec and split seed, its samples (`num_forget`), those new to
 and `earlier`: the accuracy of this model on each earlier request's samples (its forgotten
 classes' test samples for a class-wise request, else its forget samples), the rebound of what
 was forgotten before. `--resume` and `--only` work on these cells as on the others; a selected
-request k also runs the requests before it whose run directories are missing.
+request k also runs the requests before it whose run directories are missing. `retrain_seeds`
+does not apply here: each request has one retrained model (no floor rows).
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def sequence_cells(cfg: BenchConfig) -> list[SeqCell]:
 
 
 def _base_key(cfg: BenchConfig, d: str, m: str, sd: int, q: SequenceScenario, k: int) -> dict[str, Any]:
-    """What request k's models and evaluation depend on: its requests so far and their seeds."""
-    return {**_common_key(cfg, d, m, q.request_label(k), sd), "sequence": list(q.specs[:k]),
-            "split_seeds": q.split_seeds(cfg.split_seed_for(sd))[:k]}
+    """What request k's models and evaluation depend on: its requests so far and their seeds
+    (not `retrain_seeds`: a request has one retrained model, no floor)."""
+    key = {n: v for n, v in _common_key(cfg, d, m, q.request_label(k), sd).items() if n != "floor_seeds"}
+    return {**key, "sequence": list(q.specs[:k]), "split_seeds": q.split_seeds(cfg.split_seed_for(sd))[:k]}
 
 
 def reference_key(cfg: BenchConfig, d: str, m: str, sd: int, q: SequenceScenario, k: int) -> str:
