@@ -25,7 +25,8 @@ Each record is written atomically when its cell finishes, so an interrupted benc
 the cell it was running; `resume=True` skips cells whose record exists (and was made from the
 same settings) and reuses every complete model directory (`meta.json` + `model.safetensors`).
 The reference (retrained) model is evaluated once per scenario and seed, and every method of
-that scenario is compared against that one report.
+that scenario is compared against that one report. Sequential scenarios (a chain of requests)
+add their own cells, reference models and records: `mumis.bench.sequence`.
 """
 
 from __future__ import annotations
