@@ -219,6 +219,10 @@ def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     ({"retrain_seeds": [0, 0]}, "`retrain_seeds` lists a seed twice"),
     ({"retrain_seeds": [-1]}, "`retrain_seeds` must be"),
     ({"methods": {"retrain-seed-1": {"method": "mumis"}}}, "further retrained model's row"),
+    ({"holdout": 1.5}, "`holdout`: --holdout '1.5' is out of range"),
+    ({"holdout": "lots"}, "`holdout`: --holdout 'lots' is not a number"),
+    ({"methods": {"mumis": {"holdout": "no"}}}, "`holdout` must be true or false"),
+    ({"methods": {"grad_ascent": {"holdout": False}}}, "grad_ascent never reads one"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        change: dict[str, Any], message: str) -> None:
@@ -316,6 +320,29 @@ def test_retrain_seeds_give_the_floor_rows_and_marks(tmp_path: Path) -> None:
     assert "gap_paper_within" in csv_text.splitlines()[0]
     page = (out / "report" / "report.html").read_text()
     assert "How to read this" in page and "retraining floor" in page
+
+
+def test_a_bench_holdout_reaches_the_rows_that_use_it(tmp_path: Path) -> None:
+    cfg = {**TINY, "scenarios": ["random:0.1"], "holdout": 0.1,
+           "methods": {"mumis": {"max_steps": 5}, "mumis_free": {"method": "mumis", "max_steps": 5,
+                                                                "target_forget_acc": 90.0, "holdout": False},
+                       "grad_ascent": {"epochs": 1}}}
+    out = tmp_path / "out"
+    assert main(["-q", "bench", "--config", str(_write(tmp_path, cfg)), "--out", str(out)]) == 0
+    recs = _records(out)
+    used = {r["method"]: r["data_used"] for r in recs.values() if r["role"] == "method"}
+    assert used == {"mumis": ["forget", "holdout"], "mumis_free": ["forget"], "grad_ascent": ["forget"]}
+    # every model of the bench left the same holdout out
+    metas = [json.loads(p.read_text()) for p in (out / "models").rglob("meta.json")]
+    held = {tuple(m["manifest"]["holdout"]) for m in metas}
+    assert len(metas) == 2 and len(held) == 1 and len(next(iter(held))) > 0
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["config"]["holdout"] == 0.1
+    assert {m["label"]: m.get("holdout", True) for m in bench["config"]["methods"]}["mumis_free"] is False
+    # another holdout is other models: resuming there is refused
+    cfg2 = {**cfg, "holdout": 0.2}
+    assert main(["-q", "bench", "--config", str(_write(tmp_path, cfg2, "b2.yaml")), "--out", str(out),
+                 "--resume"]) == 2
 
 
 def test_floor_model_folders_and_old_benches(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ methods:                          # label -> settings (a list of names means def
              by_kind: {random: {stop: published}}}   # settings for one kind of scenario only
 seeds: [0]                        # training, method and evaluation seed
 retrain_seeds: [0, 1]             # optional: retrained models per scenario (the floor, below)
+holdout: 0.05                     # optional: every model trains without this held-out split (below)
 split_seed: 0                     # seed of random: forget specs (an int, or "seed": the cell's seed)
 recipe: quick                     # training recipe of the original and retrained models
 train: {epochs: 10}               # training overrides (TrainConfig settings, model.KEY options)
@@ -27,6 +28,12 @@ directory), `by_kind:` settings for one kind of scenario (`class`, `subclass`, `
 `indices`) on top of the others; the other keys are settings on top of the preset. Everything is checked before any work:
 unknown keys, unknown datasets, models or methods, bad settings and forget specs that do not
 resolve on their dataset are one `ConfigError`.
+
+`holdout` (default 0: none): the fraction or count of `mumis train --holdout`. Every model of
+the bench (originals, oracles, floor models) leaves that class-stratified split out; the methods
+that declare they can use a holdout (`needs_holdout`) get it, unless their entry says
+`holdout: false` (a strictly forget-data-only row of the same method). Records say which data
+each method read (`data_used`).
 
 `retrain_seeds` (default: none beyond the oracle): for a cell of seed S the oracle is still the
 model retrained with seed S; every other seed listed trains one more retrained model (same
@@ -64,7 +71,7 @@ from .entries import (  # noqa: F401  (re-exported: the grid's labels and entrie
 )
 
 TOP_KEYS = ("name", "datasets", "data_dirs", "models", "scenarios", "methods", "seeds",
-            "retrain_seeds", "split_seed", "recipe", "train", "metrics", "device")
+            "retrain_seeds", "holdout", "split_seed", "recipe", "train", "metrics", "device")
 REQUIRED = ("datasets", "models", "scenarios", "methods", "seeds")
 @dataclass
 class BenchConfig:
@@ -84,6 +91,7 @@ class BenchConfig:
     device: str = "auto"
     retrain_seeds: list[int] = field(default_factory=list)  # empty: only the oracle
     sequences: list[SequenceScenario] = field(default_factory=list)  # mappings in `scenarios`
+    holdout: float | int = 0  # `mumis train --holdout` of every model; 0 = none
 
     def floor_seeds(self, seed: int) -> list[int]:
         """The seeds of the further retrained models of a cell with seed `seed` (the floor)."""
@@ -96,18 +104,19 @@ class BenchConfig:
     def models_part(self) -> dict[str, Any]:
         """What the cached original / retrained models depend on (checked on --resume)."""
         return {"data_dirs": self.data_dirs, "split_seed": self.split_seed, "recipe": self.recipe,
-                "train": self.train}
+                "train": self.train, **({"holdout": self.holdout} if self.holdout else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "datasets": self.datasets, "data_dirs": self.data_dirs,
             "models": self.models, "scenarios": self.scenarios,
-            "methods": [{"label": m.label, "method": m.method, "settings": m.settings, "by_kind": m.by_kind}
-                        for m in self.methods],
+            "methods": [{"label": m.label, "method": m.method, "settings": m.settings, "by_kind": m.by_kind,
+                         **({} if m.use_holdout else {"holdout": False})} for m in self.methods],
             "seeds": self.seeds, "split_seed": self.split_seed, "recipe": self.recipe,
             "train": self.train, "metrics": self.metrics, "device": self.device,
             # only when set, so bench.json of a bench without it is unchanged
             **({"retrain_seeds": self.retrain_seeds} if self.retrain_seeds else {}),
+            **({"holdout": self.holdout} if self.holdout else {}),
             **({"sequences": [q.to_dict() for q in self.sequences]} if self.sequences else {}),
         }
 
@@ -212,12 +221,13 @@ def parse_bench_config(data: Any, *, path: str = "<dict>", base: Path | None = N
                                      and split_seed >= 0)):
         raise _err(path, f"`split_seed` must be an integer >= 0 or 'seed', got {split_seed!r}")
     recipe, train = _training(data, path, datasets, models)
+    holdout = _holdout(data.get("holdout", 0), path, methods)
     metrics = _metrics(data.get("metrics", "all"), path)
     device = _device(data, path)
     cfg = BenchConfig(datasets=datasets, models=models, scenarios=scenarios, methods=methods,
                       seeds=seeds, name=name, data_dirs=dict(data_dirs), split_seed=split_seed,
                       recipe=recipe, train=train, metrics=metrics, device=device,
-                      retrain_seeds=retrain_seeds, sequences=sequences)
+                      retrain_seeds=retrain_seeds, holdout=holdout, sequences=sequences)
     labels = scenarios + [q.request_label(k) for q in sequences for k in range(1, len(q.specs) + 1)]
     ids = [cell_id(d, m, s, e.label, sd) for d in datasets for m in models for s in labels
            for e in methods for sd in seeds]
@@ -363,6 +373,26 @@ def _training(data: dict[str, Any], path: str, datasets: list[str],
             except MumisError as e:
                 raise _err(path, f"`train` for {d} {m}: {e}") from None
     return recipe, train
+
+
+def _holdout(v: Any, path: str, methods: list[MethodEntry]) -> float | int:
+    """`holdout` (as `mumis train --holdout`), checked against the rows that need or refuse one."""
+    from ..api import get_method
+    from ..data.forget import parse_holdout
+
+    try:
+        held = parse_holdout(v)
+    except MumisError as e:
+        raise _err(path, f"`holdout`: {e}") from None
+    for row in methods:
+        need = get_method(row.method).needs_holdout
+        if need == "required" and (not held or not row.use_holdout):
+            fix = "drop its `holdout: false`" if held else "set `holdout:` (e.g. 0.05)"
+            raise _err(path, f"method {row.label!r} ({row.method}) needs a holdout: {fix}")
+        if not row.use_holdout and need == "no":
+            raise _err(path, f"method {row.label!r}: `holdout: false` is for a method that can use a holdout; "
+                             f"{row.method} never reads one (drop the key)")
+    return held
 
 
 def _device(data: dict[str, Any], path: str) -> str:

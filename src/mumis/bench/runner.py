@@ -114,6 +114,8 @@ def _common_key(cfg: BenchConfig, dataset: str, model: str, scenario: str, seed:
         "metrics": cfg.metrics}
     if cfg.floor_seeds(seed):  # records carry the floor; without one the keys stay as they were
         key["floor_seeds"] = cfg.floor_seeds(seed)
+    if cfg.holdout:  # likewise: only a bench with a holdout has it in its keys
+        key["holdout"] = cfg.holdout
     return key
 
 
@@ -216,7 +218,8 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
     state = _prepare_out(out, cfg, resume)
     t0 = time.perf_counter()
     keys = {c.id: key_hash({**_common_key(cfg, c.dataset, c.model, c.scenario, c.seed),
-                            "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario))})
+                            "method": c.entry.method, "settings": c.entry.settings_for(_kind(c.scenario)),
+                            **({} if c.entry.use_holdout else {"holdout": False})})
             for c in cells}
     keys.update({c.id: cell_key(cfg, c) for c in seq})
     done = {c.id for c in [*cells, *seq] if _check_record(_record_path(out, c.id), keys[c.id])}
@@ -268,7 +271,7 @@ def _ensure_model(cfg: BenchConfig, run_dir: Path, res: BenchResult, say: Callab
         return
     t = time.perf_counter()
     train_run(out=run_dir, recipe=cfg.recipe, overrides=dict(cfg.train), device=cfg.device,
-              overwrite=True, progress=False, **kw)
+              overwrite=True, progress=False, holdout=cfg.holdout, **kw)
     res.models_trained += 1
     say(f"trained {run_dir.relative_to(run_dir.parents[3])} in {time.perf_counter() - t:.1f} s")
 
@@ -329,7 +332,7 @@ def _run_group(
             bar.set_postfix_str(c.id, refresh=True)
         done = unlearn_scenario(scenario=scenario, method=c.entry.method,
                                 settings=c.entry.settings_for(_kind(s)), out=run_dir, seed=sd,
-                                overwrite=True, progress=False, receipt=False)
+                                overwrite=True, progress=False, receipt=False, use_holdout=c.entry.use_holdout)
         # a cell that diverged is a result of the bench, not bad input; the model is evaluated
         # as it is in memory (the run directory holds the same weights)
         rec = evaluate_record(scenario, done.model, done.record, **settings)
