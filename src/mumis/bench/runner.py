@@ -209,10 +209,11 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
 
     seq = sequence_cells(cfg)  # the sequential scenarios' request cells (`bench.sequence`)
     if only:
+        ids = [c.id for c in cells] + [c.id for c in seq]
         for pat in only:
-            if not any(fnmatch.fnmatchcase(c.id, pat) for c in [*cells, *seq]):
+            if not any(fnmatch.fnmatchcase(i, pat) for i in ids):
                 raise ConfigError(f"--only {pat!r} matches no cell of this bench; cell ids look like "
-                                  f"{[*cells, *seq][0].id!r} (dataset__model__scenario__label__s<seed>)")
+                                  f"{ids[0]!r} (dataset__model__scenario__label__s<seed>)")
         cells = [c for c in cells if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
         seq = [c for c in seq if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
     state = _prepare_out(out, cfg, resume)
@@ -222,7 +223,7 @@ def _run_bench(config: BenchConfig | str | Path, out: Path, *, resume: bool, onl
                             **({} if c.entry.use_holdout else {"holdout": False})})
             for c in cells}
     keys.update({c.id: cell_key(cfg, c) for c in seq})
-    done = {c.id for c in [*cells, *seq] if _check_record(_record_path(out, c.id), keys[c.id])}
+    done = {i for i in [c.id for c in cells] + [c.id for c in seq] if _check_record(_record_path(out, i), keys[i])}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCH_FILE, state)
     res = BenchResult(out=out, cells=len(cells) + len(seq), ran=0, skipped=len(done), models_trained=0,
