@@ -19,6 +19,7 @@ the chosen point, the scenario), `chosen.yaml` (a preset for `mumis unlearn --co
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +165,9 @@ def _tune_in(stage: Path, out: Path, scenario: Any, name: str, base: dict[str, A
     atomic_write_json(stage / "tuning.json", to_jsonable(record))
     chosen = best["config"]
     header = (f"# {name}: settings chosen by `mumis tune` (smallest {criterion} = {_fmt(best[criterion])})\n"
-              f"# on the tuning scenario {scenario.forget_spec!r} of {record['scenario']['checkpoint']}; grid: "
-              f"{to_jsonable(grid)}\n"
+              # JSON-quoted: a path or spec with a line break cannot end the comment and add keys
+              f"# on the tuning scenario {json.dumps(scenario.forget_spec)} of "
+              f"{json.dumps(str(record['scenario']['checkpoint']))}; grid: {json.dumps(to_jsonable(grid))}\n"
               f"# use with `mumis unlearn --config chosen.yaml` on another forget set or seed.\n")
     atomic_write_text(stage / "chosen.yaml", header + yaml.safe_dump(chosen, sort_keys=False))
     return record, chosen

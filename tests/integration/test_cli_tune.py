@@ -68,6 +68,21 @@ def test_tune_picks_the_smallest_gap_and_writes_a_usable_preset(runs: Runs, tmp_
     assert again["method"] == "boundary_shrink" and again["uses_retain"] is False
 
 
+def test_a_line_break_in_the_checkpoint_path_stays_inside_the_header(runs: Runs, tmp_path: Path) -> None:
+    import shutil
+
+    odd = tmp_path / "orig\nmethod: grad_ascent"  # would inject a key into chosen.yaml if not quoted
+    shutil.copytree(runs.original, odd)
+    out = tmp_path / "bs"
+    assert main(["-q", "tune", "--checkpoint", str(odd), "--reference", str(runs.retrained), "--forget", "class:5",
+                 "--device", "cpu", "--method", "boundary_shrink", "--grid", "lr=1e-5,1e-3", "--set", "epochs=1",
+                 "--out", str(out)]) == 0
+    text = (out / "chosen.yaml").read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert len(header) == 3 and "\\nmethod: grad_ascent" in header[1]
+    assert load_method_file(out / "chosen.yaml")[0] == "boundary_shrink"
+
+
 def test_bad_grid_key_fails_before_any_work(runs: Runs, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bad"
