@@ -121,7 +121,11 @@ def test_methods_say_their_state_comes_from_the_current_model(bench: Path) -> No
 
 
 def test_report_has_the_per_request_tables_and_curves(bench: Path) -> None:
-    assert main(["-q", "report", str(bench), "--format", "md,html"]) == 0
+    assert main(["-q", "report", str(bench), "--format", "md,csv,html"]) == 0
+    rows = (bench / "report" / "sequences.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3 * 3  # header; (retrain, mumis, finetune) x 3 requests x 2 sequences
+    assert rows[0].startswith("dataset,model,sequence,method,request,spec,") and "earlier_acc_mean" in rows[0]
+    assert "seq-" not in (bench / "report" / "tables.csv").read_text()
     md = (bench / "report" / "tables.md").read_text()
     assert "sequence classes: class:1 -> class:3 -> class:5" in md
     assert "sequence chunks: random:0.03 -> random:0.03 -> random:0.03" in md

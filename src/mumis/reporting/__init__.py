@@ -4,8 +4,8 @@
     paths = write_report("runs/bench/smoke", formats=("md", "html"))
 
 Reads only the bench's records (and, for the dynamics plots, its runs' `history.jsonl`). The
-records of sequential scenarios have their own tables and curves (`reporting.sequence`; md and
-html).
+records of sequential scenarios have their own tables and curves (`reporting.sequence`; in the
+md and html, and with csv in `report/sequences.csv`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def write_report(
     _check_records_readable(out)  # read_records skips unreadable ones (a bench redoes them)
     records = read_records(out)
     bench = read_json(out / BENCH_FILE) if (out / BENCH_FILE).is_file() else None
-    from .sequence import build_sequence_tables, sequence_markdown
+    from .sequence import SEQUENCES_CSV, build_sequence_tables, sequence_csv, sequence_markdown
 
     # the sequential scenarios' records get their own tables (method x request) and curves
     seq = build_sequence_tables(records, bench)
@@ -78,6 +78,9 @@ def write_report(
             text = render_html(out, tables, records, title=title, precision=precision, sequences=seq)
         atomic_write_text(path, text)
         written[f] = path
+        if f == "csv" and seq:  # the sequence tables' columns differ: a file of their own
+            atomic_write_text(out / "report" / SEQUENCES_CSV, sequence_csv(seq))
+            written["csv (sequences)"] = out / "report" / SEQUENCES_CSV
     return written
 
 

@@ -27,6 +27,8 @@ from .tables import Stat, _md_line, _order, record_value
 SEQ_COLUMNS = (("latest_forget_acc", "forget acc (this request)"), ("remaining_acc", "remaining acc"),
                ("test_acc", "test acc"), ("earlier_acc", "earlier requests' acc"),
                ("kl_to_retrain", "KL to retrain"), ("gap_paper", "gap (paper)"), ("time_s", "time (s)"))
+#: The sequence tables' CSV, beside tables.csv under DIR/report/.
+SEQUENCES_CSV = "sequences.csv"
 #: The curves: one panel each, x = the request index.
 CURVES = (("remaining_acc", "remaining accuracy (%)"), ("latest_forget_acc", "forget accuracy, this request (%)"),
           ("first_acc", "accuracy on request 1's samples (%)"), ("earlier_acc", "earlier requests' accuracy (%)"),
@@ -148,6 +150,27 @@ def sequence_markdown(tables: list[SeqTable], precision: int = 2) -> str:
     return "\n".join(out) + "\n"
 
 
+def sequence_csv(tables: list[SeqTable]) -> str:
+    """Long CSV: one row per (dataset, model, sequence, method, request), `KEY_mean` / `KEY_std`."""
+    import csv
+    import io
+
+    keys = ["num_new", "overlap", "num_forgotten", *(k for k, _ in SEQ_COLUMNS), "first_acc"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "model", "sequence", "method", "request", "spec", "n_seeds", "seeds"]
+               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+    for t in tables:
+        for r in t.rows:
+            cells: list[Any] = [t.dataset, t.model, t.name, r.method, r.request, r.spec, len(r.seeds),
+                                " ".join(map(str, r.seeds))]
+            for k in keys:
+                st = r.counts.get(k) or r.values[k]
+                cells += ["" if st.mean is None else repr(st.mean), "" if st.std is None else repr(st.std)]
+            w.writerow(cells)
+    return buf.getvalue()
+
+
 def sequence_html(tables: list[SeqTable], precision: int = 2, *, plots: bool = True) -> str:
     """The sequence tables and their curves as HTML (empty string without sequential records)."""
     from .html import _img
@@ -192,5 +215,5 @@ def sequence_chart(table: SeqTable) -> bytes:
     return _png(fig)
 
 
-__all__ = ["CURVES", "SEQ_COLUMNS", "SEQ_NOTES", "SeqRow", "SeqTable", "build_sequence_tables", "seq_value",
-           "sequence_chart", "sequence_html", "sequence_markdown"]
+__all__ = ["CURVES", "SEQUENCES_CSV", "SEQ_COLUMNS", "SEQ_NOTES", "SeqRow", "SeqTable", "build_sequence_tables", "seq_value",
+           "sequence_chart", "sequence_csv", "sequence_html", "sequence_markdown"]
