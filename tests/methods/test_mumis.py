@@ -188,6 +188,36 @@ def test_forget_accuracy_plateau_stops_the_run():
     assert _first_stop("forget_acc", readings, patience=0) is None
 
 
+def _scripted_run(monkeypatch: pytest.MonkeyPatch, accs: list[float], **settings):
+    """MU-Mis on a tiny model whose monitor reads the forget accuracies `accs` (start first)."""
+    from mumis.methods.mumis import MuMis
+
+    script = iter(accs)
+    monkeypatch.setattr(MuMis, "_read", lambda self, model: _m(acc=next(script)))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
+    x, y = torch.rand(24, 5), torch.arange(24) % 2  # two of four classes: the default target 0
+    return model, mumis.unlearn(model, (x, y), device="cpu", seed=0, monitor_every=1, batch_size=8,
+                                update="all", **settings)
+
+
+def test_a_plateau_returns_the_best_reading_not_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forget accuracy can rise again while the loss falls: a run that stops on its plateau
+    (or its budget) returns the weights of its lowest reading, not its last."""
+    model, res = _scripted_run(monkeypatch, [100.0, 40.0, 5.0, 8.0, 9.0, 10.0, 11.0], plateau_patience=3)
+    assert res.steps == 5 and "plateaued at 5.0%" in res.stop_reason
+    assert "restored weights of step 2 (forget accuracy 5.0%)" in res.stop_reason
+    assert res.extra["restored_step"] == 2
+    _, two = _scripted_run(monkeypatch, [100.0, 40.0, 5.0], max_steps=2, stop="forget_acc", plateau_patience=0)
+    for a, b in zip(res.model.state_dict().values(), two.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # exactly the state after step 2
+    _, budget = _scripted_run(monkeypatch, [100.0, 40.0, 5.0, 8.0], max_steps=3, plateau_patience=0)
+    assert budget.stop_reason == "max_steps (3) reached; restored weights of step 2 (forget accuracy 5.0%)"
+    # reaching the target is not a plateau: the last weights stay
+    _, hit = _scripted_run(monkeypatch, [100.0, 40.0, 0.0])
+    assert hit.steps == 2 and "restored" not in hit.stop_reason and hit.extra["restored_step"] is None
+
+
 def test_random_subset_needs_an_explicit_target():
     """A default target of 0 % on a random subset would unlearn far too much: refuse it."""
     original, _, _ = trained_digits_case("mlp", "class:3", 0)

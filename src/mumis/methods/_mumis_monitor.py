@@ -97,12 +97,14 @@ class Stopper:
         self.s_min = start.s_irrelevant
         self.dipped = False
         self.best_acc, self.since_best = start.forget_acc, 0
+        self.improved = False  # the last reading set a new low of the forget accuracy
 
     def __call__(self, m: _Monitor) -> str | None:
         """Reason to stop after reading `m`, or None to go on."""
         ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
         reason = None
-        if m.forget_acc < self.best_acc:
+        self.improved = m.forget_acc < self.best_acc
+        if self.improved:
             self.best_acc, self.since_best = m.forget_acc, 0
         elif m is not self.start:
             self.since_best += 1

@@ -12,7 +12,7 @@ The loss is unbounded below, so the stopping rule is part of the method.
 Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 - `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
   irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
-  (with a plateau stop). Remaining-data-free. With a holdout (samples no model trained on,
+  (with a plateau stop that returns the lowest reading's weights). Remaining-data-free. With a holdout (samples no model trained on,
   `needs_holdout = "optional"`) the stop makes the forget set look like unseen samples of its
   classes, under a utility guard, and keeps the best reading (`HoldoutGuide`): any forget set.
 - `mumis_published`: the published method as written (random c', SGD, S' growth stopping rule).
@@ -89,7 +89,8 @@ class MuMisConfig:
         ge=0, le=100, note="a percentage, or None")
     plateau_patience: int = setting(
         "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many monitor "
-        "readings (0: never)", default=40, ge=0)
+        "readings (0: never); a run stopped so, or by max_steps, returns the weights of its lowest reading",
+        default=40, ge=0)
     monitor_samples: int = setting("size of the fixed seeded forget subsample the stopping statistics use", default=256, ge=1)
     monitor_irrelevant: Literal["fixed", "all"] = setting(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
@@ -264,6 +265,7 @@ class MuMis(LossMethod):
         elif cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
             self.cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
         self.good_state, self.good_step = copy.deepcopy(model.state_dict()), 0
+        self.best_state, self.best_step = self.good_state, 0  # lowest forget accuracy read so far
         self.guide: HoldoutGuide | None = None
         if ctx.holdout is not None and cfg.stop == "forget_acc":
             self.guide = HoldoutGuide(model, ctx.holdout, self.y_mon, m0.forget_acc, target=cfg.target_forget_acc,
@@ -324,7 +326,22 @@ class MuMis(LossMethod):
             model.load_state_dict(self.good_state)
             return f"diverged at step {step} ({why}); restored weights of step {self.good_step}"
         self.good_state, self.good_step = copy.deepcopy(model.state_dict()), step
-        return self.stopper(m)
+        reason = self.stopper(m)
+        if cfg.stop != "forget_acc":
+            return reason
+        if self.stopper.improved:  # the lowest forget accuracy so far: the state to return to
+            self.best_state, self.best_step = self.good_state, step
+        # The forget accuracy can rise again while the loss still falls (the irrelevant term
+        # keeps pushing): a run that ends without reaching its target returns its best reading
+        # (its lowest forget accuracy, the earliest of equals).
+        if (reason is None and step != cfg.max_steps) or (reason is not None and "plateaued" not in reason):
+            return reason
+        if 0 < self.best_step != step:  # no reading below the start: nothing better to return to
+            model.load_state_dict(self.best_state)
+            self.good_step = self.best_step
+            reason = (reason or f"max_steps ({cfg.max_steps}) reached") + (
+                f"; restored weights of step {self.best_step} (forget accuracy {self.stopper.best_acc:.1f}%)")
+        return reason
 
     def _guided_stop(self, model: nn.Module, state: LoopState) -> str | None:
         """The holdout stop, after every step: forget and holdout accuracy (forward passes), the
@@ -368,7 +385,8 @@ class MuMis(LossMethod):
 
     def result_extra(self, model: nn.Module, stop_reason: str) -> dict[str, Any]:
         moved = {id(p) for p in self.params}
-        extra: dict[str, Any] = {"restored_step": self.good_step if stop_reason.startswith("diverged") else None,
+        restored = stop_reason.startswith("diverged") or "restored weights of step" in stop_reason
+        extra: dict[str, Any] = {"restored_step": self.good_step if restored else None,
                  "updated": [n for n, p in model.named_parameters() if id(p) in moved],
                  "state_from": STATE_FROM}
         if self.guide is not None:
