@@ -13,8 +13,9 @@ Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 - `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
   irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
   (with a plateau stop that returns the lowest reading's weights). Remaining-data-free. With a
-  holdout (samples no model trained on, `needs_holdout = "optional"`) the stop makes the forget set look like unseen samples of its
-  classes, under a utility guard, and keeps the best reading (`HoldoutGuide`): any forget set.
+  holdout (samples no model trained on, `needs_holdout = "optional"`) the stop makes the forget
+  set look like unseen samples of its classes, under a utility guard, and keeps the best reading
+  (`HoldoutGuide`): any forget set.
 - `mumis_published`: the published method as written (random c', SGD, S' growth stopping rule).
 - `mumis_v1`: the 2024 first version (full batch, stop when the mean loss decrease reaches delta).
 """
