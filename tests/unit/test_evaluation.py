@@ -240,9 +240,11 @@ def test_to_dict_contract_json_and_markdown():
                    sensitivity_samples=20)
     d = rep.to_dict()
     json.dumps(d, allow_nan=False)
-    assert set(d["model"]) == set(d["reference"]) == set(d["diff"])
+    # the rank test's p-value and power statement are no distances: no diff
+    assert set(d["model"]) == set(d["reference"]) == set(d["diff"]) | {"rank_p", "rank_detectable"}
     assert set(d["model"]) == {"forget_acc", "unlearn_acc", "retain_acc", "test_acc",
                                "mia_efficacy", "mia_entropy", "mia_loss_acc", "mia_loss_acc_scrub", "mia_loss_auc",
+                               "rank_auc", "rank_p", "rank_detectable",
                                "kl_to_retrain", "js_to_retrain", "bn_reestimated_forget_acc",
                                "bn_reestimated_test_acc", "relearn_forget_acc", "relearn_test_acc",
                                "probe_forget_acc", "probe_retain_acc"}

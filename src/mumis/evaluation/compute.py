@@ -25,6 +25,7 @@ from ..metrics.mia import (
 from ..registry import did_you_mean
 from ..utils import hash_arrays
 from .keys import METRIC_GROUPS
+from .rank import rank_metrics
 
 
 def metric_groups(metrics: str | Sequence[str]) -> set[str]:
@@ -133,5 +134,8 @@ def compute_model_metrics(
         same = torch.isin(ty, torch.unique(fy)).numpy()
         record("mia_loss_acc_scrub", scrub_loss_attack(fl, tl[same], seed=seed))
         record("mia_loss_auc", loss_attack_auc(fl, tl))
+    if "loss_rank" in groups:
+        rank, details["rank_auc"] = rank_metrics(splits, logits)
+        values.update(rank)
     return values, per_class, details, logits
 

@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..metrics.divergence import js_to_retrain, kl_to_retrain
 from .gaps import gap_paper, gap_recovery, gap_salun
-from .keys import METRIC_KEYS
+from .keys import METRIC_KEYS, NOT_DISTANCES
 
 if TYPE_CHECKING:
     from .report import EvaluationReport
 
 #: The distances that are not a |difference| of one metric key.
 GAP_KEYS = ("gap_paper", "gap_salun", "gap_recovery")
+#: The keys whose |difference| is a distance: not the rank test's p-value and power statement.
+DISTANCE_KEYS = tuple(k for k in METRIC_KEYS if k not in NOT_DISTANCES)
 _DIVERGENCES = ("kl_to_retrain", "js_to_retrain")
 #: Slack of the "within" comparison, for floating-point ties (e.g. both 0 %).
 _TOL = 1e-9
@@ -44,7 +46,7 @@ def model_distances(report: EvaluationReport) -> dict[str, float | None]:
     """The model's distance to its (first) reference, per key: |diff|, the divergences, the gaps."""
     ref = report.reference_metrics or {}
     out: dict[str, float | None] = {}
-    for k in METRIC_KEYS:
+    for k in DISTANCE_KEYS:
         if k in report.model_metrics and k in ref:
             v = report.model_metrics[k]
             out[k] = _num(v) if k in _DIVERGENCES else _num(abs(v - ref[k]))
@@ -54,10 +56,10 @@ def model_distances(report: EvaluationReport) -> dict[str, float | None]:
 
 def retrain_distances(first: EvaluationReport, other: EvaluationReport) -> dict[str, float | None]:
     """Retrain `other`'s distance to retrain `first` (both their own reports, same splits), for
-    every key a model's report would have: |diff| of each metric, KL / JS of the forget-set
-    outputs (KL(P_first || P_other), as `kl_to_retrain`), the gaps."""
+    every distance a model's report would have: |diff| of each metric (not `NOT_DISTANCES`),
+    KL / JS of the forget-set outputs (KL(P_first || P_other), as `kl_to_retrain`), the gaps."""
     a, b = first.model_metrics, other.model_metrics
-    out: dict[str, float | None] = {k: _num(abs(b[k] - a[k])) for k in METRIC_KEYS if k in a and k in b}
+    out: dict[str, float | None] = {k: _num(abs(b[k] - a[k])) for k in DISTANCE_KEYS if k in a and k in b}
     if first.forget_logits is not None and other.forget_logits is not None:
         out["kl_to_retrain"] = _num(kl_to_retrain(other.forget_logits, first.forget_logits))
         out["js_to_retrain"] = _num(js_to_retrain(other.forget_logits, first.forget_logits))

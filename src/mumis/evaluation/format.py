@@ -8,22 +8,27 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import ConfigError
 from .gaps import gap_paper_keys, gap_recovery_keys, gap_salun_keys
-from .keys import MEANING, METRIC_KEYS
+from .keys import MEANING, METRIC_KEYS, NOT_DISTANCES
 
 if TYPE_CHECKING:
     from .report import EvaluationReport
 
 #: Keys printed with 4 decimals (small values in nats).
 _FOUR_DECIMALS = ("kl_to_retrain", "js_to_retrain")
+#: Keys printed with 3 significant digits (p-values: 0.0312, 1.00, 4.57e-12).
+SIGNIFICANT = ("rank_p",)
 
 
 def fmt_value(v: Any, key: str = "", precision: int = 2) -> str:
-    """One cell: 'n/a' for None / NaN, divergences with 4 decimals, others with `precision`."""
+    """One cell: 'n/a' for None / NaN, divergences with 4 decimals, p-values with 3 significant
+    digits, others with `precision`."""
     if v is None:
         return "n/a"
     if isinstance(v, float) and math.isnan(v):
         return "n/a"
     if isinstance(v, (int, float)):
+        if key in SIGNIFICANT:
+            return f"{v:#.3g}"
         return f"{v:.4f}" if key in _FOUR_DECIMALS else f"{v:.{precision}f}"
     return str(v)
 
@@ -85,7 +90,8 @@ def _metric_rows(rep: EvaluationReport) -> list[list[str]]:
         if ref is not None:
             d = abs(m[k] - ref[k]) if k in ref else None
             # a further retrain's divergence to itself is not measured; its distance is the floor
-            row += [fmt_value(ref.get(k), k), *(fmt_value(o.get(k), k) for o in others), fmt_value(d, k)]
+            row += [fmt_value(ref.get(k), k), *(fmt_value(o.get(k), k) for o in others),
+                    "" if k in NOT_DISTANCES else fmt_value(d, k)]
         rows.append(row + floor_cells(k) + [MEANING[k]])
     if ref is not None:
         blank = [""] * (2 + len(others))
@@ -119,7 +125,10 @@ def report_markdown(rep: EvaluationReport, *, model_name: str = "model",
     if rep.floor:
         lines += ["", f"Floor: the distance of another retrained model to {reference_name}, "
                   f"key by key; {rep.floor['rule']}."]
-    notes = [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
+    rank = rep.mia_details.get("model", {}).get("rank_auc")
+    notes = [] if rank is None else [f"- rank_*: {rank['n_forget']} forget samples against "
+                                     f"{rank['n_unseen']} unseen ones ({rank['unseen']}); {rank['test']}"]
+    notes += [f"- {name} {k}: {d['note'] if 'note' in d else d['skipped']}"
              for name, dd in rep.mia_details.items() for k, d in dd.items()
              if "note" in d or "skipped" in d]
     if rep.recovery is not None:

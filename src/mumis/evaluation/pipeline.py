@@ -99,6 +99,12 @@ def _from_report(report: EvaluationReport, ref: EvaluationReport, c: _Ctx) -> _R
     if missing:
         raise ConfigError(f"the reference report lacks {', '.join(missing)}; evaluate the "
                           "reference with the same metrics")
+    mine, theirs = (r.mia_details.get("model", {}).get("rank_auc") for r in (report, ref))
+    if mine is not None and theirs is not None and (
+            (mine["unseen"], mine["n_unseen"]) != (theirs.get("unseen"), theirs.get("n_unseen"))):
+        raise ConfigError(f"the reference report's rank test used other unseen samples ({theirs.get('unseen')}, "
+                          f"{theirs.get('n_unseen')}) than this one ({mine['unseen']}, {mine['n_unseen']}); "
+                          "evaluate the reference on the same splits, with the same holdout")
     if c.spec is not None and (ref.recovery or {}).get("key") != c.spec.key:
         raise ConfigError("the reference report's recovery audits used other settings or "
                           "data; evaluate the reference with the same recovery settings")
@@ -172,7 +178,9 @@ def evaluate(
             earlier `evaluate(reference, splits, metrics=...)` on the same splits (a benchmark
             evaluates the reference once; its kept forget-set logits give the divergences).
         metrics: groups from `METRIC_GROUPS` ('mia' = 'mia_efficacy' + 'mia_entropy' +
-            'mia_loss') or 'all'. 'divergence' needs a reference. 'recovery' runs the BatchNorm
+            'mia_loss') or 'all'. 'loss_rank' is the rank test of the forget set's losses
+            against unseen samples of its classes (`splits.holdout` when it has some, else the
+            test split; `mumis.evaluation.rank`). 'divergence' needs a reference. 'recovery' runs the BatchNorm
             re-estimation and relearning audits (`mumis.metrics.recovery`) on copies of both
             models: `bn_reestimated_*` / `relearn_*` accuracies and `gap_recovery`.
         seed: seed of the attacks' subsampling and folds and of the sensitivity subsample.

@@ -18,7 +18,7 @@ from .gaps import (
     gap_salun,
     gap_salun_keys,
 )
-from .keys import RECOVERY_ORIENTATION
+from .keys import NOT_DISTANCES, RANK_ORIENTATION, RECOVERY_ORIENTATION
 
 
 @dataclass
@@ -91,11 +91,12 @@ class EvaluationReport:
 
     @property
     def diff(self) -> dict[str, float] | None:
-        """|model - reference| for every key both have (NaN where either is NaN)."""
+        """|model - reference| for every key both have (NaN where either is NaN), except the
+        rank test's p-value and power statement (`NOT_DISTANCES`)."""
         ref = self.reference_metrics
         if ref is None:
             return None
-        return {k: abs(v - ref[k]) for k, v in self.model_metrics.items() if k in ref}
+        return {k: abs(v - ref[k]) for k, v in self.model_metrics.items() if k in ref and k not in NOT_DISTANCES}
 
     @property
     def gap_paper(self) -> float | None:
@@ -132,7 +133,7 @@ class EvaluationReport:
         out["sizes"] = dict(self.sizes)
         out["seed"] = self.seed
         out["per_class_acc"] = self.per_class_acc
-        out["orientation"] = {k: v for k, v in ORIENTATION.items() if k in m}
+        out["orientation"] = {k: v for k, v in {**ORIENTATION, **RANK_ORIENTATION}.items() if k in m}
         if self.recovery is not None:
             out["orientation"].update({k: RECOVERY_ORIENTATION for k in m
                                        if k.startswith(("bn_reestimated_", "relearn_"))})

@@ -2,8 +2,9 @@
 
 Rows are methods, the retrained oracle first and the original model (before unlearning) second; columns are the forget, remaining and test
 accuracy (class-wise and sub-class: `test_forgotten_acc`, `test_remaining_acc`, `test_acc`;
-random and index forgetting: `forget_acc`, `retain_acc`, `test_acc`), `mia_efficacy`, the two
-Avg. Gaps, where the records have them the recovery audits (the forget accuracy after
+random and index forgetting: `forget_acc`, `retain_acc`, `test_acc`), `mia_efficacy`, for the
+scenarios that are not whole classes the loss rank test (`rank_auc`, `rank_p`,
+`rank_detectable`) where the records have it, the two Avg. Gaps, where the records have them the recovery audits (the forget accuracy after
 BatchNorm re-estimation and after the relearning attack, and `gap_recovery`), and the
 unlearning time (training time for the oracle). Everything is read from the bench records
 (`mumis.bench.read_records`); nothing is recomputed.
@@ -28,6 +29,12 @@ RANDOM_COLUMNS = (("forget_acc", "forget acc"), ("retain_acc", "remaining acc"),
 #: Columns every table has after the accuracies.
 COMMON_COLUMNS = (("mia_efficacy", "MIA-efficacy"), ("gap_paper", "gap (paper)"),
                   ("gap_salun", "gap (SalUn)"), ("time_s", "time (s)"))
+#: The loss rank test's columns (`loss_rank` group), after MIA-efficacy, in the tables of the
+#: scenarios that are not whole classes (random, indices, subclass) whose records carry them.
+RANK_COLUMNS = (("rank_auc", "loss rank AUC"), ("rank_p", "rank p"),
+                ("rank_detectable", "rank detectable"))
+#: Columns printed with 3 significant digits (p-values) instead of `precision` decimals.
+SIGNIFICANT_COLUMNS = ("rank_p",)
 #: Recovery audit columns (only in tables whose records carry them): class-wise / random.
 RECOVERY_CLASSWISE_COLUMNS = (("bn_reestimated_test_forgotten_acc", "forget acc, BN re-est."),
                               ("relearn_test_forgotten_acc", "forget acc, relearned"),
@@ -57,11 +64,13 @@ class Stat:
             return cls(None, None, 0)
         return cls(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
 
-    def text(self, precision: int = 2, pm: str = " ± ") -> str:
+    def text(self, precision: int = 2, pm: str = " ± ", significant: bool = False) -> str:
+        """`mean ± std` with `precision` decimals, or 3 significant digits (p-values)."""
         if self.mean is None:
             return "n/a"
-        s = f"{self.mean:.{precision}f}"
-        return s + (f"{pm}{self.std:.{precision}f}" if self.std is not None else "")
+        spec = "#.3g" if significant else f".{precision}f"
+        s = f"{self.mean:{spec}}"
+        return s + (f"{pm}{self.std:{spec}}" if self.std is not None else "")
 
 
 #: Marks a cell whose distance to retrain is within the retraining floor in every seed.
@@ -83,7 +92,7 @@ class Row:
 
     def cell(self, key: str, precision: int = 2, pm: str = " ± ", mark: str = " " + WITHIN_MARK) -> str:
         """A column's text, marked when within the floor (never on the retrained models' rows)."""
-        text = self.values[key].text(precision, pm)
+        text = self.values[key].text(precision, pm, significant=key in SIGNIFICANT_COLUMNS)
         return text + mark if self.within.get(key) and not (self.reference or self.floor) else text
 
 
@@ -170,6 +179,9 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                 classwise = any("test_remaining_acc" in ((r.get("evaluation") or {}).get("model") or {})
                                 for r in recs)
                 cols = list(CLASSWISE_COLUMNS if classwise else RANDOM_COLUMNS) + list(COMMON_COLUMNS)
+                if _kind(s) != "class" and _carry(recs, RANK_COLUMNS[0][0]):
+                    at = [k for k, _ in cols].index("mia_efficacy") + 1
+                    cols[at:at] = RANK_COLUMNS
                 audit = RECOVERY_CLASSWISE_COLUMNS if classwise else RECOVERY_RANDOM_COLUMNS
                 if any(audit[1][0] in ((r.get("evaluation") or {}).get("model") or {}) for r in recs):
                     # before the time column; the probe only where records carry it (older benches do not)
@@ -198,6 +210,15 @@ def build_tables(records: list[dict[str, Any]], bench: dict[str, Any] | None = N
                     ))
                 tables.append(table)
     return tables
+
+
+def _kind(scenario: str) -> str:
+    return scenario.split(":", 1)[0].strip()
+
+
+def _carry(recs: list[dict[str, Any]], key: str) -> bool:
+    """True when any record's evaluated model has `key` (records of older benches may not)."""
+    return any(key in ((r.get("evaluation") or {}).get("model") or {}) for r in recs)
 
 
 def _header(table: Table) -> list[str]:
@@ -247,6 +268,21 @@ FLOOR_NOTES = ("retrain (seed X): a model retrained with another seed, compared 
                "further from retrain than another retrained model is.")
 
 
+RANK_NOTES = ("loss rank AUC: the Mann-Whitney U of the forget samples' losses against unseen "
+              "samples of their classes (the bench's holdout when it has one, else the test split), as "
+              "an AUC in %: 50 = the two loss distributions alike, above 50 = the forget samples still "
+              "fit better (target: the retrain row; it is near 50 when the forget set is drawn like "
+              "the unseen samples). rank p: its two-sided p-value (mean over seeds; not a distance: "
+              "never within the floor). rank detectable: the smallest |AUC - 50| the test detects with "
+              "80 % power at alpha 0.05 for these sizes; a p above 0.05 says the shift is below that, "
+              "not that there is none.")
+
+
+def has_rank(tables: list[Table]) -> bool:
+    """True when any table shows the loss rank test's columns."""
+    return any(k == RANK_COLUMNS[0][0] for t in tables for k, _ in t.columns)
+
+
 def has_floor(tables: list[Table]) -> bool:
     """True when any table's records carry the retraining floor (`retrain_seeds`)."""
     return any(t.floor for t in tables)
@@ -254,7 +290,8 @@ def has_floor(tables: list[Table]) -> bool:
 
 def notes(tables: list[Table]) -> str:
     """The notes under the tables (with the floor's when the records have one)."""
-    return NOTES + (" " + FLOOR_NOTES if has_floor(tables) else "")
+    return (NOTES + (" " + RANK_NOTES if has_rank(tables) else "")
+            + (" " + FLOOR_NOTES if has_floor(tables) else ""))
 
 
 def to_csv(tables: list[Table]) -> str:
@@ -317,7 +354,7 @@ def to_latex(tables: list[Table], *, precision: int = 2) -> str:
     return "\n".join(out)
 
 
-__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "FLOOR_NOTES", "NOTES", "RANDOM_COLUMNS",
-           "RECOVERY_CLASSWISE_COLUMNS", "RECOVERY_RANDOM_COLUMNS", "Row", "Stat", "Table",
-           "WITHIN_MARK", "build_tables", "has_floor", "notes", "record_value", "to_csv", "to_latex",
-           "to_markdown"]
+__all__ = ["CLASSWISE_COLUMNS", "COMMON_COLUMNS", "FLOOR_NOTES", "NOTES", "RANDOM_COLUMNS", "RANK_COLUMNS",
+           "RANK_NOTES", "RECOVERY_CLASSWISE_COLUMNS", "RECOVERY_RANDOM_COLUMNS", "Row", "Stat", "Table",
+           "WITHIN_MARK", "build_tables", "has_floor", "has_rank", "notes", "record_value", "to_csv",
+           "to_latex", "to_markdown"]
