@@ -77,6 +77,9 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert r["gap_paper"] == ev["gap_paper"] is not None and r["gap_salun"] is not None
         assert {"mia_efficacy", "mia_entropy", "mia_loss_auc", "kl_to_retrain"} <= set(ev["model"])
         assert ("test_remaining_acc" in ev["model"]) == (r["scenario"] == "class:3")
+        # the loss rank test (metrics: all): forget vs the test samples of its classes (no holdout)
+        assert {"rank_auc", "rank_p", "rank_detectable"} <= set(ev["model"]) and "rank_p" not in ev["diff"]
+        assert ev["mia_details"]["model"]["rank_auc"]["unseen"].startswith("test split")
         assert r["time_s"] > 0 and r["steps"] >= 1 and r["stop_reason"]
         # recovery audits: the keys, their gap at top level, the method's BatchNorm mode
         assert {"bn_reestimated_forget_acc", "relearn_forget_acc", "relearn_test_acc"} <= set(ev["model"])
@@ -110,6 +113,8 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert sorted(p.name for p in report.iterdir()) == ["report.html", "tables.csv", "tables.md", "tables.tex"]
     md = (report / "tables.md").read_text()
     assert "### digits / mlp / class:3" in md and "### digits / mlp / random:0.1" in md
+    # the rank columns in the random table only (the class table's columns are checked below)
+    assert md.count("| loss rank AUC (rank_auc) | rank p (rank_p) | rank detectable (rank_detectable) |") == 1
     rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
     assert rows[:7] == ["method", "retrain", "original", "mumis", "grad_ascent", "finetune", "random_label"]
     # one seed: each cell is the record's own value
@@ -323,7 +328,7 @@ def test_retrain_seeds_give_the_floor_rows_and_marks(tmp_path: Path) -> None:
 
 
 def test_a_bench_holdout_reaches_the_rows_that_use_it(tmp_path: Path) -> None:
-    cfg = {**TINY, "scenarios": ["random:0.1"], "holdout": 0.1,
+    cfg = {**TINY, "scenarios": ["random:0.1"], "holdout": 0.1, "metrics": ["accuracy", "loss_rank"],
            "methods": {"mumis": {"max_steps": 5}, "mumis_free": {"method": "mumis", "max_steps": 5,
                                                                 "target_forget_acc": 90.0, "holdout": False},
                        "grad_ascent": {"epochs": 1}}}
@@ -332,6 +337,9 @@ def test_a_bench_holdout_reaches_the_rows_that_use_it(tmp_path: Path) -> None:
     recs = _records(out)
     used = {r["method"]: r["data_used"] for r in recs.values() if r["role"] == "method"}
     assert used == {"mumis": ["forget", "holdout"], "mumis_free": ["forget"], "grad_ascent": ["forget"]}
+    # every row's rank test compares the forget set with the bench's holdout
+    assert {r["evaluation"]["mia_details"]["model"]["rank_auc"]["unseen"] for r in recs.values()} == {
+        "holdout split, samples of the forget set's classes"}
     # every model of the bench left the same holdout out
     metas = [json.loads(p.read_text()) for p in (out / "models").rglob("meta.json")]
     held = {tuple(m["manifest"]["holdout"]) for m in metas}

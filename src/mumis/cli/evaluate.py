@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("--metrics", default=DEFAULT_CLI_METRICS, metavar="LIST",
                    help="comma-separated groups: accuracy, mia (or mia_efficacy, mia_entropy, "
-                        "mia_loss), divergence, sensitivity, recovery, or all (default: "
+                        "mia_loss), loss_rank, divergence, sensitivity, recovery, or all (default: "
                         f"{DEFAULT_CLI_METRICS}; add sensitivity for the MU-Mis paper's input-"
                         "sensitivity diagnostics, which --plot implies)")
     p.add_argument("--recovery", action="append", default=[], metavar="KEY=VALUE",

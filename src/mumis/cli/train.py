@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="hold a seeded, class-stratified validation split out of the training data of "
                         "this model (0.05, 5%% or 300 samples; default 0: none), recorded in the run; "
                         "give the original and the retrained model the same value. Unlearning methods "
-                        "that use a holdout (mumis) read it; evaluation never does")
+                        "that use a holdout (mumis) read it; evaluation only for its loss rank test")
     p.add_argument("--label-space", choices=["fine", "coarse"], default=None,
                    help="train an original on superclass labels (coarse) for sub-class scenarios")
     p.add_argument("--recipe", default="quick", choices=sorted(RECIPES),

@@ -27,7 +27,8 @@ class Splits:
     test_remaining: Pair | None = None
     test_forgotten: Pair | None = None
     #: training samples no model of the run trained on (the run's validation split), for the
-    #: methods that declare `needs_holdout`; never used by evaluation. Samples of a forgotten
+    #: methods that declare `needs_holdout`; evaluation reads it only for the loss rank test
+    #: (`mumis.evaluation.rank`: the unseen side). Samples of a forgotten
     #: class or sub-class are left out: the retrained model has no such class to compare with.
     holdout: Pair | None = None
 
@@ -123,7 +124,8 @@ def splits_from_tensors(
         test: (X, y) of held-out samples.
         num_classes: number of classes K (default: the largest label + 1).
         holdout: (X, y) of training-distribution samples neither model trained on, for methods
-            that declare `needs_holdout` (kept as given; evaluation never reads it).
+            that declare `needs_holdout` (kept as given; evaluation reads it only as the unseen
+            side of the loss rank test).
     Returns:
         Splits (kind "class" or "random").
     Raises:

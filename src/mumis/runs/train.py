@@ -3,7 +3,7 @@
 An original model trains on everything (no forget spec); the retrained oracle on the retain
 set only, with the same recipe and seed. Both leave out the run's holdout (`--holdout`): a
 seeded, class-stratified validation split of the training data, recorded in the manifest,
-that the methods declaring `needs_holdout` may read and evaluation never does. Everything is validated before any work; the run
+that the methods declaring `needs_holdout` may read (evaluation only for its loss rank test). Everything is validated before any work; the run
 directory appears only when complete (`utils.staged_run_dir`).
 """
 
