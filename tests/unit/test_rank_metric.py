@@ -178,3 +178,13 @@ def test_bench_tables_show_the_rank_columns_for_scenarios_that_are_not_whole_cla
     tables2 = build_tables(recs)
     assert all(not {"rank_auc"} & {k for k, _ in t.columns} for t in tables2)
     assert RANK_NOTES not in to_markdown(tables2)
+
+
+def test_no_unseen_sample_of_the_forget_classes_gives_n_a_with_the_reason() -> None:
+    x = _col([float(i) for i in range(12)])
+    y = torch.tensor([1] * 4 + [0] * 8)
+    s = splits_from_tensors(forget=(x[:4], y[:4]), retain=(x[4:], y[4:]), test=(x[4:], y[4:]), num_classes=2)
+    rep = evaluate(Margin(), s, metrics=RANK)
+    assert math.isnan(rep.model_metrics["rank_auc"]) and math.isnan(rep.model_metrics["rank_p"])
+    assert rep.mia_details["model"]["rank_auc"]["skipped"] == "rank test not computed: an empty side"
+    assert "| rank_auc | n/a |" in rep.to_markdown() and rep.to_dict()["model"]["rank_p"] is None

@@ -1,7 +1,8 @@
 """Evaluation of an unlearned model against the retrained reference (docs/evaluation.md).
 
 - `keys`: the metric keys, groups and what each means; `gaps`: gap_paper, gap_salun, gap_recovery.
-- `compute`: each split's logits once, then accuracies and attacks (`mumis.metrics`) from them.
+- `compute`: each split's logits once, then accuracies and attacks (`mumis.metrics`) from them;
+  `rank`: the loss rank test of the forget set against unseen samples of its classes.
 - `audits`: the recovery audits inside an evaluation; `report`: `EvaluationReport`.
 - `format`: the Markdown report and the demo's comparison table; `pipeline`: `evaluate`.
 """
