@@ -196,7 +196,8 @@ def evaluate(
         EvaluationReport; `to_dict()` gives the metric keys, `to_markdown()` a table.
     Raises:
         ConfigError: unknown metric group, a bad recovery setting, or a reference report made
-            on other splits, without the metrics asked for or with other recovery settings.
+            on other splits, without the metrics asked for, with other recovery settings or
+            other unseen samples for the loss rank test.
         DataError: recovery_images not shaped like the data.
         ModelError: a model does not take the split's inputs or return (N, K) logits with
             one column per class (one line naming the shapes, before any work).
