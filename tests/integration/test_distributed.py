@@ -89,7 +89,10 @@ def test_two_processes_give_the_one_process_model(runs: dict) -> None:
     assert [r["step"] for r in ha] == [r["step"] for r in hb]
     for ra, rb in zip(ha, hb, strict=True):
         assert ra["forget_acc"] == pytest.approx(rb["forget_acc"], abs=1e-4)  # percent; float32 vs float64 mean
-        assert ra["s_irrelevant"] == pytest.approx(rb["s_irrelevant"], rel=1e-5)
+        assert ("s_irrelevant" in ra) == ("s_irrelevant" in rb)  # light readings (forward only) alike
+        if "s_irrelevant" in ra:
+            assert ra["s_irrelevant"] == pytest.approx(rb["s_irrelevant"], rel=1e-5)
+    assert sum("s_irrelevant" in r for r in ha) >= 1  # full readings are sharded and reduced
 
 
 def test_all_ranks_stop_at_the_one_process_step(runs: dict) -> None:

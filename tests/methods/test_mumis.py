@@ -21,8 +21,8 @@ def _first_stop(rule: str, readings: list[_Monitor], **kw) -> int | None:
     """Index of the reading after which the rule stops (reading 0 is the start)."""
     kw = {"delta": 1.0, "target_forget_acc": 0.0, **kw}
     stop = Stopper(rule, start=readings[0], **kw)  # type: ignore[arg-type]
-    for i, m in enumerate(readings):
-        if stop(m) is not None:
+    for i, m in enumerate(readings):  # one reading per step
+        if stop(m, i) is not None:
             return i
     return None
 
@@ -193,7 +193,7 @@ def _scripted_run(monkeypatch: pytest.MonkeyPatch, accs: list[float], **settings
     from mumis.methods.mumis import MuMis
 
     script = iter(accs)
-    monkeypatch.setattr(MuMis, "_read", lambda self, model: _m(acc=next(script)))
+    monkeypatch.setattr(MuMis, "_read", lambda self, model, step=None: _m(acc=next(script)))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
     x, y = torch.rand(24, 5), torch.arange(24) % 2  # two of four classes: the default target 0
@@ -229,3 +229,49 @@ def test_random_subset_needs_an_explicit_target():
         mumis.unlearn(original, splits.forget, device="cpu")
     res = mumis.unlearn(original, splits.forget, device="cpu", target_forget_acc=97.0)
     assert res.stop_reason.startswith("forget accuracy") and res.steps > 0
+
+
+class _Doubled(nn.Module):
+    """A model that transforms its logits after its last layer: never read from a cache."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * self.net(x)
+
+
+def test_the_cached_head_gives_the_models_logits_while_only_the_last_layer_moves() -> None:
+    from mumis.functional.batchnorm import last_layer
+    from mumis.methods._mumis_monitor import CachedHead
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, h = torch.rand(30, 5), torch.rand(7, 5)
+    head = CachedHead.build(model, last_layer(model, x[:2]), {"forget": x, "holdout": h})
+    assert head is not None
+    with torch.no_grad():
+        model[2].weight.add_(torch.randn_like(model[2].weight))  # the last layer moves
+        torch.testing.assert_close(head.logits("forget"), model(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(head.logits("holdout"), model(h), rtol=0, atol=1e-6)
+    wrapped = _Doubled(model)
+    assert CachedHead.build(wrapped, last_layer(wrapped, x[:2]), {"forget": x}) is None
+
+
+def test_with_a_cached_head_the_run_stops_on_the_first_step_at_its_target(case) -> None:
+    """The forget accuracy is read after every step (not only every monitor_every steps), the
+    history ends on the stopping step, and only every monitor_full_every-th row is full."""
+    original, _, splits = case
+    res = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lr=0.05, monitor_every=2,
+                        monitor_full_every=3)
+    assert res.stop_reason.startswith("forget accuracy 0.0% <= target 0%") and res.steps % 2 == 1
+    assert res.history[-1]["step"] == res.steps and res.history[-1]["forget_acc"] == 0.0
+    rows = [r for r in res.history if r["step"] % 2 == 0]
+    assert [r["step"] for r in rows] == list(range(0, rows[-1]["step"] + 1, 2))
+    full = [r["step"] for r in rows if "s_target" in r]
+    assert full == [s for s in range(0, rows[-1]["step"] + 1, 2) if (s // 2) % 3 == 0]
+    # the step before the stop had not reached the target (a reading every step)
+    again = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lr=0.05, monitor_every=2,
+                          monitor_full_every=3, max_steps=res.steps - 1, plateau_patience=0)
+    assert again.steps == res.steps - 1 and not again.stop_reason.startswith("forget accuracy 0.0%")

@@ -32,6 +32,15 @@ def test_target_is_the_unseen_accuracy_of_the_forget_set_classes() -> None:
     assert _guide(target=70.0).target == 70.0  # an explicit target wins
 
 
+def test_a_forget_set_within_the_targets_noise_is_left_alone() -> None:
+    g = _guide()  # class 0: 9 of 10 right (variance 0.009), weight 1/2; class 1 absent: exactly 0
+    assert g.tolerance == pytest.approx(200.0 * (0.25 * 0.9 * 0.1 / 10) ** 0.5)  # 9.49 points
+    assert g.settled(50.0) is not None and "kept the original weights" in g.settled(50.0)
+    assert g.settled(60.0) is None  # beyond the noise: there is something to forget
+    assert g.settled(44.0) is None and g.settled(10.0) is None  # at or below the target: the usual stop
+    assert _guide(target=48.0).settled(50.0) is None  # an explicit target is taken as exact
+
+
 def test_the_guard_stops_and_a_reading_past_it_is_never_kept() -> None:
     g = _guide()
     assert g(5, 80.0, _HoldoutReading(90.0, 0.1), last=False) == (True, None)
@@ -105,6 +114,22 @@ def test_a_sub_class_is_recognised_from_the_data() -> None:
     part = (fx[: len(fy) // 2], fy[: len(fy) // 2])
     res = mumis.unlearn(original, part, holdout=_unseen(splits, 360), device="cpu", max_steps=20)
     assert res.extra["target_forget_acc"] > 50.0
+
+
+def test_a_sub_class_already_like_its_unseen_samples_keeps_the_original() -> None:
+    """The unseen samples of the forget set's class are recognised as well as the forget set
+    (within the target's noise): no step is taken."""
+    original, _, splits = trained_digits_case("mlp", "class:3", 0)
+    fx, fy = splits.forget
+    part = (fx[: len(fy) // 2], fy[: len(fy) // 2])
+    x, y = splits.test
+    keep = y == 3  # unseen 3s the model recognises about as well as its training 3s
+    res = mumis.unlearn(original, part, holdout=(x[keep], y[keep]), device="cpu", max_steps=20)
+    with torch.no_grad():
+        unseen_acc = 100.0 * float((original(x[keep]).argmax(1) == 3).float().mean())
+    assert unseen_acc > 90.0 and res.steps == 0 and "within the holdout target's noise" in res.stop_reason
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), res.model.state_dict().values(),
+                                                 strict=True))
 
 
 def test_the_front_door_hands_the_holdout_only_to_methods_that_declare_it(monkeypatch) -> None:

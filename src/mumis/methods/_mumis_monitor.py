@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -19,14 +19,72 @@ StopRule = Literal["forget_acc", "published", "growth", "v1", "none"]
 
 @dataclass
 class _Monitor:
-    """Stopping statistics on the fixed forget subsample (no graph kept)."""
+    """Stopping statistics on the fixed forget subsample (no graph kept). A light reading
+    (`_light_monitor`, forward passes only) has no sensitivities: those fields are None."""
 
-    s_target: float  # mean S_c
-    s_irrelevant: float  # S': mean over samples (and irrelevant classes) of S_k
-    s_irrelevant_sq: float  # mean of S_k^2, the published loss's irrelevant term
-    loss: float  # objective with the mean over all irrelevant classes (v1 rule)
+    s_target: float | None  # mean S_c
+    s_irrelevant: float | None  # S': mean over samples (and irrelevant classes) of S_k
+    s_irrelevant_sq: float | None  # mean of S_k^2, the published loss's irrelevant term
+    loss: float | None  # objective with the mean over all irrelevant classes (v1 rule)
     forget_acc: float  # percent, on the subsample
     max_logit: float
+
+    def row(self) -> dict[str, float]:
+        """The reading as a history row's fields (a light reading's missing ones left out)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+def _light_monitor(logits: torch.Tensor, y: torch.Tensor) -> _Monitor:
+    """Forget accuracy and max |logit| from the monitor subsample's logits: what the forget_acc
+    rule and the logit guard need, from forward passes only (or none, with a `CachedHead`)."""
+    return _Monitor(s_target=None, s_irrelevant=None, s_irrelevant_sq=None, loss=None,
+                    forget_acc=100.0 * float((logits.argmax(1) == y).float().mean()),
+                    max_logit=float(logits.abs().max()))
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's logits on `x`, in chunks, no graph."""
+    return torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+
+
+class CachedHead:
+    """Logits from the last layer's inputs, recorded once: while only the last layer moves
+    (`update=last`), what feeds it does not change, so a reading of the forget or holdout
+    accuracy costs one small matrix product instead of a forward pass through the network.
+
+    `build` records the inputs with a forward hook and returns None (callers then run forward
+    passes) unless the layer takes one tensor and its output is exactly the model's logits:
+    a model that transforms them after its last layer is never read from the cache.
+    """
+
+    def __init__(self, layer: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
+        self.layer, self.inputs = layer, inputs
+
+    @classmethod
+    def build(cls, model: nn.Module, layer: nn.Module, sets: dict[str, torch.Tensor]) -> CachedHead | None:
+        if layer is model:
+            return None
+        seen: list[tuple[Any, ...]] = []
+        hook = layer.register_forward_hook(lambda _m, args, _out: seen.append(args))
+        inputs, outputs = {}, {}
+        try:
+            for name, x in sets.items():
+                seen.clear()
+                outputs[name] = _logits(model, x)
+                if not seen or any(len(a) != 1 or not isinstance(a[0], torch.Tensor) for a in seen):
+                    return None
+                inputs[name] = torch.cat([a[0].detach() for a in seen])
+        finally:
+            hook.remove()
+        head = cls(layer, inputs)
+        same = all(head.logits(name).shape == out.shape and torch.equal(head.logits(name), out)
+                   for name, out in outputs.items())
+        return head if same else None
+
+    @torch.no_grad()
+    def logits(self, name: str) -> torch.Tensor:
+        return self.layer(self.inputs[name])
 
 
 def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, irrelevant: torch.Tensor | None,
@@ -87,7 +145,7 @@ class Stopper:
     below S'(0), and S'(t)/S'(0) > delta), `growth` (S'(t)/S'(0) > delta, no dip needed),
     `v1` (mean loss decrease since the start >= delta), `none` (only max_steps stops).
     `forget_acc` also stops when the forget accuracy has not reached a new low for `patience`
-    readings (a few resistant samples must not keep the run going until max_steps).
+    steps (a few resistant samples must not keep the run going until max_steps).
     """
 
     def __init__(self, rule: StopRule, *, delta: float, target_forget_acc: float, start: _Monitor,
@@ -96,30 +154,31 @@ class Stopper:
         self.start = start
         self.s_min = start.s_irrelevant
         self.dipped = False
-        self.best_acc, self.since_best = start.forget_acc, 0
+        self.best_acc, self.best_step = start.forget_acc, 0
         self.improved = False  # the last reading set a new low of the forget accuracy
 
-    def __call__(self, m: _Monitor) -> str | None:
-        """Reason to stop after reading `m`, or None to go on."""
-        ratio = m.s_irrelevant / max(self.start.s_irrelevant, 1e-12)
+    def __call__(self, m: _Monitor, step: int) -> str | None:
+        """Reason to stop after reading `m` at `step`, or None to go on."""
+        ratio = None if m.s_irrelevant is None or self.start.s_irrelevant is None else (
+            m.s_irrelevant / max(self.start.s_irrelevant, 1e-12))
         reason = None
         self.improved = m.forget_acc < self.best_acc
         if self.improved:
-            self.best_acc, self.since_best = m.forget_acc, 0
-        elif m is not self.start:
-            self.since_best += 1
+            self.best_acc, self.best_step = m.forget_acc, step
         if self.rule == "forget_acc" and m.forget_acc <= self.target:
             reason = f"forget accuracy {m.forget_acc:.1f}% <= target {self.target:g}%"
-        elif self.rule == "forget_acc" and self.patience and self.since_best >= self.patience:
+        elif self.rule == "forget_acc" and self.patience and step - self.best_step >= self.patience:
             reason = (f"forget accuracy plateaued at {self.best_acc:.1f}% (no new low in {self.patience} "
-                      f"readings; target {self.target:g}%)")
-        elif self.rule == "published" and self.dipped and m.s_irrelevant > self.s_min and ratio > self.delta:
+                      f"steps; target {self.target:g}%)")
+        elif self.rule == "published" and ratio is not None and self.dipped and ratio > self.delta \
+                and m.s_irrelevant is not None and self.s_min is not None and m.s_irrelevant > self.s_min:
             reason = f"S' turned up after its dip and S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
-        elif self.rule == "growth" and ratio > self.delta:
+        elif self.rule == "growth" and ratio is not None and ratio > self.delta:
             reason = f"S'(t)/S'(0) = {ratio:.3f} > delta {self.delta:g}"
-        elif self.rule == "v1" and self.start.loss - m.loss >= self.delta:
+        elif self.rule == "v1" and m.loss is not None and self.start.loss is not None \
+                and self.start.loss - m.loss >= self.delta:
             reason = f"mean loss decrease {self.start.loss - m.loss:.4g} >= delta {self.delta:g}"
-        if m.s_irrelevant < self.s_min:
+        if m.s_irrelevant is not None and self.s_min is not None and m.s_irrelevant < self.s_min:
             self.s_min, self.dipped = m.s_irrelevant, True
         return reason
 
@@ -127,9 +186,9 @@ class Stopper:
 def diverged(m: _Monitor, m0: _Monitor, factor: float) -> str | None:
     """Why reading `m` shows a diverging run (against the start reading `m0`), or None."""
     values = (m.s_target, m.s_irrelevant, m.loss, m.max_logit)
-    if not all(math.isfinite(v) for v in values):
+    if not all(math.isfinite(v) for v in values if v is not None):
         return "non-finite sensitivity or logits"
-    if m.s_irrelevant > factor * m0.s_irrelevant:
+    if m.s_irrelevant is not None and m0.s_irrelevant is not None and m.s_irrelevant > factor * m0.s_irrelevant:
         return f"irrelevant sensitivity exploded ({m.s_irrelevant:.3g} > {factor:g} x start)"
     if m.max_logit > factor * max(m0.max_logit, 1.0):
         return f"logits exploded (max |logit| {m.max_logit:.3g} > {factor:g} x start)"
@@ -142,15 +201,9 @@ class _HoldoutReading:
     loss: float  # mean cross-entropy on the holdout
 
 
-@torch.no_grad()
-def _read_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(correct, loss) per holdout sample, in chunks (no graph)."""
-    correct, loss = [], []
-    for i in range(0, len(y), 1024):
-        logits = model(x[i : i + 1024])
-        correct.append(logits.argmax(1) == y[i : i + 1024])
-        loss.append(torch.nn.functional.cross_entropy(logits, y[i : i + 1024], reduction="none"))
-    return torch.cat(correct), torch.cat(loss)
+def _holdout_scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, cross-entropy) per holdout sample."""
+    return logits.argmax(1) == y, torch.nn.functional.cross_entropy(logits, y, reduction="none")
 
 
 class HoldoutGuide:
@@ -166,22 +219,34 @@ class HoldoutGuide:
     (two binomial standard errors, at least one sample). It is read after every step (forward
     passes only), since a small forget set can cross its target within a few steps;
     `patience_steps` steps without a better score stop the run.
+
+    The target is itself an estimate: each class's holdout accuracy is a binomial proportion.
+    `tolerance` is two standard errors of the weighted target (0 when the holdout lacks every
+    class of the forget set). A forget set whose accuracy is already within it of the target
+    looks like unseen data as far as this holdout can tell, and `settled` keeps the original
+    weights: any step would trade measurable utility for an unmeasurable gain (a sub-class whose
+    unseen samples are recognised at 98-100 % is the case).
     """
 
     def __init__(self, model: nn.Module, holdout: tuple[torch.Tensor, torch.Tensor], y_mon: torch.Tensor,
                  forget_acc0: float, *, target: float | None, patience_steps: int) -> None:
         self.x, self.y = holdout
-        correct, loss = _read_holdout(model, self.x, self.y)
+        self.head: CachedHead | None = None  # set by the run when only the last layer moves
+        correct, loss = _holdout_scores(_logits(model, self.x), self.y)
         self.start = _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
         classes, counts = torch.unique(y_mon, return_counts=True)
-        per_class = []
+        per_class, variance = [], []  # accuracy per class (percent), and the variance of its estimate
         for c in classes.tolist():
             mine = self.y == c
-            per_class.append(100.0 * float(correct[mine].float().mean()) if bool(mine.any()) else 0.0)
+            q = float(correct[mine].float().mean()) if bool(mine.any()) else 0.0
+            per_class.append(100.0 * q)
+            variance.append(q * (1.0 - q) / max(int(mine.sum()), 1))
         self.unseen = [c for c in classes.tolist() if bool((self.y == c).any())]  # classes it covers
         weights = counts.double() / counts.sum()
         self.target = float((weights * torch.tensor(per_class, dtype=torch.float64)).sum()) if target is None \
             else float(target)
+        self.tolerance = 0.0 if target is not None else 200.0 * math.sqrt(
+            float((weights**2 * torch.tensor(variance, dtype=torch.float64)).sum()))
         n = len(self.y)
         p = self.start.acc / 100.0
         self.noise = max(200.0 * math.sqrt(p * (1.0 - p) / n), 100.0 / n)
@@ -189,17 +254,20 @@ class HoldoutGuide:
         self.best_score = self.score(forget_acc0, self.start.acc)
         self.best_step = 0
 
+    def settled(self, forget_acc: float) -> str | None:
+        """Why the forget set needs no step (already within the target's noise), or None."""
+        if forget_acc <= self.target or abs(forget_acc - self.target) > self.tolerance:
+            return None  # at or below the target: the ordinary stop says so
+        return (f"forget accuracy {forget_acc:.1f}% is within the holdout target's noise ({self.target:.1f}% "
+                f"+- {self.tolerance:.1f}) before any update: it already looks unseen; kept the original weights")
+
     def score(self, forget_acc: float, holdout_acc: float) -> float:
         return abs(forget_acc - self.target) + 2.0 * max(0.0, self.start.acc - holdout_acc)
 
     def read(self, model: nn.Module) -> _HoldoutReading:
-        correct, loss = _read_holdout(model, self.x, self.y)
+        logits = self.head.logits("holdout") if self.head is not None else _logits(model, self.x)
+        correct, loss = _holdout_scores(logits, self.y)
         return _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
-
-    @staticmethod
-    def forget_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy (percent) on the forget monitor subsample, forward passes only."""
-        return 100.0 * float(_read_holdout(model, x, y)[0].float().mean())
 
     def __call__(self, step: int, forget_acc: float, h: _HoldoutReading, last: bool) -> tuple[bool, str | None]:
         """(is this reading the best so far, reason to stop or None)."""

@@ -22,14 +22,12 @@ Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from .. import distributed
 from ..config import setting
 from ..exceptions import ConfigError
 from ..functional import input_sensitivity, norms, other_classes, selected_logit_gradients
@@ -37,12 +35,14 @@ from ..functional.batchnorm import (
     FilterNorms,
     batchnorm_as_affine,
     has_running_batchnorm,
+    last_layer,
     last_layer_parameters,
     layers_feeding_batchnorm,
     parameters_after_batchnorm,
 )
 from ._loop import Batch, LoopState, LossMethod
-from ._mumis_monitor import HoldoutGuide, Stopper, StopRule, _Monitor, _monitor, _monitor_sharded, diverged
+from ._mumis_monitor import CachedHead, HoldoutGuide, Stopper, StopRule, _Monitor, _monitor
+from ._mumis_stop import MuMisStopping
 from .base import HoldoutUse, RunContext, RunOutput, register_method
 
 #: Where the run's per-request state comes from (result extra `state_from`; see the class).
@@ -53,7 +53,7 @@ __all__ = ["HoldoutGuide", "MuMis", "MuMisConfig", "StopRule", "Stopper", "_Moni
 
 @dataclass
 class MuMisConfig:
-    lr: float = setting("learning rate (in units of the normalised loss when normalise is on)", default=0.2, gt=0)
+    lr: float = setting("learning rate (in units of the normalised loss when normalise is on)", default=1.0, gt=0)
     optimizer: Literal["sgd", "adam"] = setting("sgd (plain gradient descent) or adam", default="sgd")
     momentum: float = setting("SGD momentum (0 = plain gradient descent)", default=0.0, ge=0, lt=1)
     batch_size: int = setting("forget samples per step; 0 = the whole forget set (full batch)", default=128,
@@ -71,7 +71,7 @@ class MuMisConfig:
     cap_reference: Literal["mean", "target"] = setting(
         "what irrelevant_cap multiplies: 'mean' (the initial mean irrelevant term on the monitor subsample) or "
         "'target' (each sample's own initial target term: one extra input-gradient pass over the forget set)",
-        default="target")
+        default="mean")
     switch: Literal["none", "misclassified"] = setting(
         "per-sample switch: 'misclassified' drops a sample's terms once the model no longer predicts its label",
         default="none")
@@ -89,14 +89,19 @@ class MuMisConfig:
         "a forget set of at most K/2 classes (full-class forgetting), required otherwise", default=None,
         ge=0, le=100, note="a percentage, or None")
     plateau_patience: int = setting(
-        "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many monitor "
-        "readings (0: never); a run stopped so, or by max_steps, returns the weights of its lowest reading",
-        default=40, ge=0)
+        "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many steps "
+        "(0: never); a run stopped so, or by max_steps, returns the weights of its lowest reading",
+        default=50, ge=0)
     monitor_samples: int = setting("size of the fixed seeded forget subsample the stopping statistics use", default=256, ge=1)
     monitor_irrelevant: Literal["fixed", "all"] = setting(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
         default="fixed")
     monitor_every: int = setting("steps between two evaluations of the stopping statistics", default=5, ge=1)
+    monitor_full_every: int = setting(
+        "forget_acc rule: every how many readings also measure the sensitivities (S_c, S', loss: input-gradient "
+        "passes, for the history and the S' divergence guard); the others read the forget accuracy and the "
+        "logits with forward passes only, all that rule needs. The readings at step 0 and at max_steps are "
+        "always full; 1: every reading full", default=4, ge=1)
     divergence_factor: float = setting(
         "divergence guard: S' or max |logit| growing past this multiple of its start value", default=50.0, gt=1)
     update: Literal["last", "after_batchnorm", "all"] = setting(
@@ -116,7 +121,7 @@ def _take(cap: float | torch.Tensor | None, idx: torch.Tensor) -> float | torch.
 
 
 @register_method
-class MuMis(LossMethod):
+class MuMis(MuMisStopping, LossMethod):
     """MU-Mis with our defaults (see the module docstring and docs/mumis-study.md).
 
     On the base loop (`LossMethod`, which also runs it under torchrun) with a step budget and
@@ -256,6 +261,7 @@ class MuMis(LossMethod):
         if cfg.monitor_irrelevant == "fixed":
             self.c_mon = (self.y_mon + torch.randint(1, k, self.y_mon.shape, generator=g).to(self.y_mon.device)) % k
         self.m0 = m0 = self._read(model)
+        assert m0.s_target is not None and m0.s_irrelevant is not None and m0.s_irrelevant_sq is not None  # full
         unit = max(m0.s_target ** (2 if cfg.norm == "squared" else 1), 1e-12)  # the initial target term
         self.scale = 1.0 / unit if cfg.normalise else 1.0
         self.cap: float | torch.Tensor | None = None
@@ -265,27 +271,30 @@ class MuMis(LossMethod):
                 for i in range(0, n, 512)])
         elif cfg.irrelevant_cap is not None:  # in the units of the loss term (squared or not)
             self.cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
-        self.good_state, self.good_step = copy.deepcopy(model.state_dict()), 0
+        self.good_state, self.good_step = self._save(), 0
         self.best_state, self.best_step = self.good_state, 0  # lowest forget accuracy read so far
-        self.guide: HoldoutGuide | None = None
+        self.pending = None  # a light reading's row, recorded if the run stops on it
+        self.guide = None
+        self.head = None
+        sets = {"forget": self.x_mon}
         if ctx.holdout is not None and cfg.stop == "forget_acc":
             self.guide = HoldoutGuide(model, ctx.holdout, self.y_mon, m0.forget_acc, target=cfg.target_forget_acc,
-                                      patience_steps=cfg.plateau_patience * cfg.monitor_every)
-            self.best_state = copy.deepcopy(model.state_dict())
+                                      patience_steps=cfg.plateau_patience)
+            sets["holdout"] = ctx.holdout[0]
             target = self.guide.target
         else:
             target = self._target(y_all, k)
         self.stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=target, start=m0,
                                patience=cfg.plateau_patience)
+        if cfg.update == "last" and cfg.stop == "forget_acc":  # what feeds the last layer never changes
+            self.head = CachedHead.build(model, last_layer(model, x_all[:2]), sets)
+            if self.guide is not None:
+                self.guide.head = self.head
         if self.guide is not None:
             guide = self.guide
-            return {**vars(m0), "target_forget_acc": guide.target, "holdout_acc": guide.start.acc,
+            return {**m0.row(), "target_forget_acc": guide.target, "holdout_acc": guide.start.acc,
                     "holdout_loss": guide.start.loss}
-        return vars(m0)
-
-    def _read(self, model: nn.Module) -> _Monitor:
-        read = _monitor_sharded if distributed.is_distributed() else _monitor
-        return read(model, self.x_mon, self.y_mon, self.c_mon, self.config.norm, self.k)
+        return m0.row()
 
     def parameters_to_update(self, model: nn.Module, ctx: RunContext) -> list[nn.Parameter]:
         return self.params
@@ -309,77 +318,6 @@ class MuMis(LossMethod):
 
     def after_update(self) -> None:
         self.filters.retract()
-
-    def check_stop(self, model: nn.Module, state: LoopState) -> str | None:
-        """The monitor: a reading every monitor_every steps (and at max_steps), the divergence
-        guard (restores the weights of the last good reading), then the stopping rule."""
-        cfg, step = self.config, state.step
-        if step == 0:
-            reason = self.stopper(self.m0)
-            return None if reason is None else f"{reason} before any update"
-        if self.guide is not None:
-            return self._guided_stop(model, state)
-        if step % cfg.monitor_every and step != cfg.max_steps:
-            return None
-        m = self._read(model)
-        state.record({"step": step, "batch_loss": state.last_loss, **vars(m)})
-        if (why := diverged(m, self.m0, cfg.divergence_factor)) is not None:
-            model.load_state_dict(self.good_state)
-            return f"diverged at step {step} ({why}); restored weights of step {self.good_step}"
-        self.good_state, self.good_step = copy.deepcopy(model.state_dict()), step
-        reason = self.stopper(m)
-        if cfg.stop != "forget_acc":
-            return reason
-        if self.stopper.improved:  # the lowest forget accuracy so far: the state to return to
-            self.best_state, self.best_step = self.good_state, step
-        # The forget accuracy can rise again while the loss still falls (the irrelevant term
-        # keeps pushing): a run that ends without reaching its target returns its best reading
-        # (its lowest forget accuracy, the earliest of equals).
-        if (reason is None and step != cfg.max_steps) or (reason is not None and "plateaued" not in reason):
-            return reason
-        if 0 < self.best_step != step:  # no reading below the start: nothing better to return to
-            model.load_state_dict(self.best_state)
-            self.good_step = self.best_step
-            reason = (reason or f"max_steps ({cfg.max_steps}) reached") + (
-                f"; restored weights of step {self.best_step} (forget accuracy {self.stopper.best_acc:.1f}%)")
-        return reason
-
-    def _guided_stop(self, model: nn.Module, state: LoopState) -> str | None:
-        """The holdout stop, after every step: forget and holdout accuracy (forward passes), the
-        full monitor reading (a history row, the divergence guard) every monitor_every steps;
-        keep the best step, and on any stop (divergence included) return to it (the original
-        weights when no step beat step 0)."""
-        guide, step, cfg = self.guide, state.step, self.config
-        assert guide is not None
-        h = guide.read(model)
-        last = step >= cfg.max_steps
-        why = None
-        if step % cfg.monitor_every == 0 or last:
-            m = self._read(model)
-            state.record({"step": step, "batch_loss": state.last_loss, **vars(m), "holdout_acc": h.acc,
-                          "holdout_loss": h.loss})
-            forget_acc = m.forget_acc
-            why = diverged(m, self.m0, cfg.divergence_factor)
-        else:
-            forget_acc = guide.forget_acc(model, self.x_mon, self.y_mon)
-        if why is not None:
-            reason: str | None = f"diverged at step {step} ({why})"
-        else:
-            best, reason = guide(step, forget_acc, h, last=last)
-            if best:
-                self.best_state = copy.deepcopy(model.state_dict())
-        if reason is None:
-            return None
-        model.load_state_dict(self.best_state)
-        self.good_step = guide.best_step
-        return f"{reason}; {guide.kept()}"
-
-    def on_nonfinite(self, model: nn.Module, state: LoopState, epoch: int) -> str:
-        if self.guide is not None:
-            model.load_state_dict(self.best_state)
-            return f"diverged at step {state.step + 1} (non-finite loss); {self.guide.kept()}"
-        model.load_state_dict(self.good_state)
-        return f"diverged at step {state.step + 1} (non-finite loss); restored weights of step {self.good_step}"
 
     def epoch_row(self, model: nn.Module, state: LoopState) -> dict[str, Any] | None:
         return None  # the monitor readings are the history
