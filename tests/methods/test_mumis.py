@@ -275,3 +275,24 @@ def test_with_a_cached_head_the_run_stops_on_the_first_step_at_its_target(case) 
     again = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lr=0.05, monitor_every=2,
                           monitor_full_every=3, max_steps=res.steps - 1, plateau_patience=0)
     assert again.steps == res.steps - 1 and not again.stop_reason.startswith("forget accuracy 0.0%")
+
+
+def test_a_step_past_a_partial_target_is_undone_with_half_the_learning_rate(case) -> None:
+    """Half of class 3 with a 90 % target at lr 1: the first steps overshoot, are undone (a
+    history row says so) and retried at half the rate; the run lands in the band below the
+    target. A full class (target 0) never backtracks."""
+    original, _, splits = case
+    fx, fy = splits.forget
+    half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
+    res = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0)
+    back = [r for r in res.history if "backtrack_to" in r]
+    assert 0 < res.extra["backtracks"] == len(back) <= 6
+    assert [r["lr"] for r in back] == [0.5**i for i in range(1, len(back) + 1)]
+    assert res.extra["final_lr"] == back[-1]["lr"] and f"{len(back)} backtracks" in res.stop_reason
+    band = max(1.0, 100.0 / len(half[1]))
+    final = res.history[-1]["forget_acc"]
+    assert 90.0 - band <= final <= 90.0
+    with torch.no_grad():  # the monitor reads the whole (small) forget set here
+        assert 100.0 * float((res.model(half[0]).argmax(1) == half[1]).float().mean()) == pytest.approx(final)
+    full = mumis.unlearn(original, splits.forget, device="cpu", seed=0)
+    assert full.extra["backtracks"] == 0 and "backtracks" not in full.stop_reason

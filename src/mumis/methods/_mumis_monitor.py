@@ -269,9 +269,13 @@ class HoldoutGuide:
         correct, loss = _holdout_scores(logits, self.y)
         return _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
 
+    def broken(self, h: _HoldoutReading) -> bool:
+        """The utility guard: the holdout accuracy fell below its start by more than its noise."""
+        return h.acc < self.start.acc - self.noise
+
     def __call__(self, step: int, forget_acc: float, h: _HoldoutReading, last: bool) -> tuple[bool, str | None]:
         """(is this reading the best so far, reason to stop or None)."""
-        if h.acc < self.start.acc - self.noise:  # a reading past the guard is never kept
+        if self.broken(h):  # a reading past the guard is never kept
             return False, (f"holdout accuracy fell to {h.acc:.1f}% (start {self.start.acc:.1f}%, noise "
                            f"{self.noise:.1f} points) at step {step}")
         score = self.score(forget_acc, h.acc)

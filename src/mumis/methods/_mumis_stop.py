@@ -44,6 +44,8 @@ class MuMisStopping:
     best_state: list[torch.Tensor]
     best_step: int
     pending: dict[str, Any] | None
+    optimizer: torch.optim.Optimizer
+    backtracks: int
 
     def _read(self, model: nn.Module, step: int | None = None) -> _Monitor:
         """The monitor reading; at `step`, a light one (forward passes) where the forget_acc rule
@@ -97,19 +99,42 @@ class MuMisStopping:
                 return self.guide.settled(self.m0.forget_acc)
             return None if reason is None else f"{reason} before any update"
         if self.guide is not None:
-            return self._guided_stop(model, state)
-        if (m := self._reading(model, state)) is None:
+            reason = self._guided_stop(model, state)
+        elif (m := self._reading(model, state)) is None:
             return None
-        reason = self._decide(model, m, step)
-        if reason is not None and self.pending is not None:  # the history ends on the stopping step
-            state.record(self.pending)
+        else:
+            reason = self._decide(m, state)
+            if reason is not None and self.pending is not None:  # the history ends on the stopping step
+                state.record(self.pending)
+        if reason is not None and self.backtracks:
+            reason += f"; {self.backtracks} backtracks (lr {self.optimizer.param_groups[0]['lr']:g})"
         return reason
 
-    def _decide(self, model: nn.Module, m: _Monitor, step: int) -> str | None:
-        cfg = self.config
+    def _band(self) -> float:
+        """How far below its target a reading may land: `overshoot`, and at least one monitor
+        sample (a reading cannot resolve less)."""
+        return max(self.config.overshoot, 100.0 / len(self.y_mon))
+
+    def _backtrack(self, state: LoopState, overshot: bool) -> bool:
+        """A step too large for the target (`overshot`: more than `overshoot` points below it; or,
+        with a holdout, past the utility guard): undo the steps since the last good reading and
+        halve the learning rate, at most `max_backtracks` times (then False: decide as usual)."""
+        if not overshot or self.backtracks >= self.config.max_backtracks:
+            return False
+        self._load(self.good_state)
+        self.backtracks += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+        state.record({"step": state.step, "backtrack_to": self.good_step, "lr": self.optimizer.param_groups[0]["lr"]})
+        return True
+
+    def _decide(self, m: _Monitor, state: LoopState) -> str | None:
+        cfg, step = self.config, state.step
         if (why := diverged(m, self.m0, cfg.divergence_factor)) is not None:
             self._load(self.good_state)
             return f"diverged at step {step} ({why}); restored weights of step {self.good_step}"
+        if cfg.stop == "forget_acc" and self._backtrack(state, m.forget_acc < self.stopper.target - self._band()):
+            return None
         self.good_state, self.good_step = self._save(), step
         reason = self.stopper(m, step)
         if cfg.stop != "forget_acc":
@@ -145,6 +170,8 @@ class MuMisStopping:
         else:
             m = self._light(model)
         why = diverged(m, self.m0, cfg.divergence_factor)
+        if why is None and self._backtrack(state, guide.broken(h) or m.forget_acc < guide.target - self._band()):
+            return None
         if why is not None:
             reason: str | None = f"diverged at step {step} ({why})"
         else:
@@ -152,6 +179,7 @@ class MuMisStopping:
             if best:
                 self.best_state = self._save()
         if reason is None:
+            self.good_state, self.good_step = self._save(), step
             return None
         self._load(self.best_state)
         self.good_step = guide.best_step

@@ -92,6 +92,11 @@ class MuMisConfig:
         "forget_acc rule: also stop when the forget accuracy has not reached a new low for this many steps "
         "(0: never); a run stopped so, or by max_steps, returns the weights of its lowest reading",
         default=50, ge=0)
+    overshoot: float = setting(
+        "forget_acc rule: a reading more than this many points (at least one monitor sample) below the target (a "
+        "step too large for a partial target: a sub-class, a random subset), or with a holdout past its utility guard, undoes the steps since "
+        "the last good reading and halves the learning rate (at most max_backtracks times)", default=1.0, ge=0)
+    max_backtracks: int = setting("how many times a run may halve its learning rate so (0: never)", default=6, ge=0)
     monitor_samples: int = setting("size of the fixed seeded forget subsample the stopping statistics use", default=256, ge=1)
     monitor_irrelevant: Literal["fixed", "all"] = setting(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
@@ -273,6 +278,7 @@ class MuMis(MuMisStopping, LossMethod):
             self.cap = cfg.irrelevant_cap * (m0.s_irrelevant_sq if cfg.norm == "squared" else m0.s_irrelevant)
         self.good_state, self.good_step = self._save(), 0
         self.best_state, self.best_step = self.good_state, 0  # lowest forget accuracy read so far
+        self.backtracks = 0
         self.pending = None  # a light reading's row, recorded if the run stops on it
         self.guide = None
         self.head = None
@@ -301,8 +307,11 @@ class MuMis(MuMisStopping, LossMethod):
 
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         if self.config.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.config.lr, momentum=self.config.momentum)
-        return torch.optim.Adam(params, lr=self.config.lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=self.config.lr,
+                                                                    momentum=self.config.momentum)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        return self.optimizer
 
     def compute_loss(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
         full = batch.full  # c' is drawn for the global batch, then this rank's part is computed
@@ -327,7 +336,8 @@ class MuMis(MuMisStopping, LossMethod):
         restored = stop_reason.startswith("diverged") or "restored weights of step" in stop_reason
         extra: dict[str, Any] = {"restored_step": self.good_step if restored else None,
                  "updated": [n for n, p in model.named_parameters() if id(p) in moved],
-                 "state_from": STATE_FROM}
+                 "state_from": STATE_FROM, "backtracks": self.backtracks,
+                 "final_lr": self.optimizer.param_groups[0]["lr"] if hasattr(self, "optimizer") else self.config.lr}
         if self.guide is not None:
             extra.update(target_forget_acc=self.guide.target, kept_step=self.guide.best_step,
                          holdout_acc_start=self.guide.start.acc)
