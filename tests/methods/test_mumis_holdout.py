@@ -49,6 +49,18 @@ def test_the_guard_stops_and_a_reading_past_it_is_never_kept() -> None:
     assert g.best_step == 5 and g.kept().startswith("kept step 5")
 
 
+def test_a_gain_the_holdout_cannot_resolve_is_not_kept() -> None:
+    """Start score 55 (forget 100 %, target 45 %). A 2-point gain with 4 changed holdout answers
+    of 10 (margin 4 x 100 x 2 / 10 = 80 points) is not kept, though it leads (patience counts
+    from it); the same gain with no changed answer is."""
+    g = _guide()
+    assert g.margin(_HoldoutReading(90.0, 0.1, flips=4)) == pytest.approx(80.0)
+    assert g(1, 98.0, _HoldoutReading(90.0, 0.1, flips=4), last=False) == (False, None)
+    assert g.best_step == 0 and g.lead_step == 1
+    assert g(2, 98.0, _HoldoutReading(90.0, 0.1, flips=0), last=False) == (True, None)
+    assert g.best_step == 2
+
+
 def test_reaching_the_target_and_the_plateau_stop() -> None:
     g = _guide()
     assert g(5, 44.0, _HoldoutReading(88.0, 0.2), last=False)[1].startswith("forget accuracy 44.0% <= holdout target")
