@@ -10,9 +10,11 @@ minimised by gradient descent on the weights with the forget data only, model in
 The loss is unbounded below, so the stopping rule is part of the method.
 
 Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
-- `mumis`: our defaults (docs/mumis-study.md): the published objective with each sample's
-  irrelevant term capped at its own initial target term (1x), and a forget-set accuracy stop
-  (with a plateau stop that returns the lowest reading's weights). Remaining-data-free. With a
+- `mumis`: our defaults (docs/mumis-study.md, sections 7-10): the published objective with every
+  sample's irrelevant term capped at the initial mean irrelevant term, normalised, only the
+  last layer moving (SGD lr 1), and a forget-set accuracy stop read after every step (with a
+  plateau stop that returns the lowest reading's weights, and backtracking on a step past a
+  partial target; `_mumis_stop.py`). Remaining-data-free. With a
   holdout (samples no model trained on, `needs_holdout = "optional"`) the stop makes the forget
   set look like unseen samples of its classes, under a utility guard, and keeps the best reading
   (`HoldoutGuide`): any forget set.
