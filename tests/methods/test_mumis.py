@@ -296,3 +296,13 @@ def test_a_step_past_a_partial_target_is_undone_with_half_the_learning_rate(case
         assert 100.0 * float((res.model(half[0]).argmax(1) == half[1]).float().mean()) == pytest.approx(final)
     full = mumis.unlearn(original, splits.forget, device="cpu", seed=0)
     assert full.extra["backtracks"] == 0 and "backtracks" not in full.stop_reason
+
+
+def test_no_backtrack_on_the_last_step_of_the_budget(case) -> None:
+    """A run whose budget ends on an overshooting step stops there as any run at max_steps does
+    (its best reading, not a half-undone state)."""
+    original, _, splits = case
+    fx, fy = splits.forget
+    half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
+    res = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0, max_steps=1)
+    assert res.steps == 1 and res.extra["backtracks"] == 0

@@ -118,8 +118,9 @@ class MuMisStopping:
     def _backtrack(self, state: LoopState, overshot: bool) -> bool:
         """A step too large for the target (`overshot`: more than `overshoot` points below it; or,
         with a holdout, past the utility guard): undo the steps since the last good reading and
-        halve the learning rate, at most `max_backtracks` times (then False: decide as usual)."""
-        if not overshot or self.backtracks >= self.config.max_backtracks:
+        halve the learning rate, at most `max_backtracks` times and never on the last step of the
+        budget (then False: decide as usual)."""
+        if not overshot or self.backtracks >= self.config.max_backtracks or state.step >= self.config.max_steps:
             return False
         self._load(self.good_state)
         self.backtracks += 1
@@ -162,7 +163,6 @@ class MuMisStopping:
         assert guide is not None
         h = guide.read(model)
         last = step >= cfg.max_steps
-        why = None
         if step % cfg.monitor_every == 0 or last:
             m = self._read(model, step)
             state.record({"step": step, "batch_loss": state.last_loss, **m.row(), "holdout_acc": h.acc,
