@@ -78,8 +78,10 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 # --------------------------------------------------------------------------- unlearn
 def test_unlearn_writes_a_complete_run_dir(runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "u"
+    # stop=none pushes past the forgotten class; at the default lr (1) this barely trained MLP's
+    # logits blow up by step 3 (the divergence guard stops it), so five full steps need a smaller one
     assert unlearn(runs, out, "--method", "mumis", "--set", "max_steps=5", "--set", "monitor_every=1",
-                   "--set", "stop=none", "--reference", str(runs.retrained)) == 0
+                   "--set", "stop=none", "--set", "lr=0.2", "--reference", str(runs.retrained)) == 0
     printed = capsys.readouterr().out
     assert "mumis: 5 steps" in printed and "stopped:" in printed and str(out) in printed
     assert RUN_FILES <= {p.name for p in out.iterdir()}
