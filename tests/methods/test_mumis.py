@@ -198,7 +198,7 @@ def _scripted_run(monkeypatch: pytest.MonkeyPatch, accs: list[float], **settings
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
     x, y = torch.rand(24, 5), torch.arange(24) % 2  # two of four classes: the default target 0
     return model, mumis.unlearn(model, (x, y), device="cpu", seed=0, monitor_every=1, batch_size=8,
-                                update="all", **settings)
+                                update="all", lower_forgotten_bias=False, **settings)
 
 
 def test_a_plateau_returns_the_best_reading_not_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,3 +306,32 @@ def test_no_backtrack_on_the_last_step_of_the_budget(case) -> None:
     half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
     res = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0, max_steps=1)
     assert res.steps == 1 and res.extra["backtracks"] == 0
+
+
+def test_whole_class_forgetting_lowers_the_forgotten_bias_and_nothing_else(case) -> None:
+    """After a class run the forgotten class's logit is below every other logit on every forget
+    sample (the monitor covers this small forget set); no prediction of another class changes
+    against the same run without the step; a partial target leaves the bias alone."""
+    original, _, splits = case
+    res = mumis.unlearn(original, splits.forget, device="cpu", seed=0)
+    plain = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lower_forgotten_bias=False)
+    shift = res.extra["forgotten_bias_shift"]
+    assert list(shift) == ["3"] and shift["3"] > 0 and "lowered the forgotten class's bias" in res.stop_reason
+    assert "forgotten_bias_shift" not in plain.extra
+    fx, _ = splits.forget
+    with torch.no_grad():
+        z = res.model(fx)
+        others = torch.cat([z[:, :3], z[:, 4:]], dim=1)
+        assert bool((z[:, 3] <= others.min(1).values - 1.0 + 1e-4).all())
+        tx, ty = splits.test
+        keep = ty != 3
+        a, b = res.model(tx[keep]).argmax(1), plain.model(tx[keep]).argmax(1)
+        changed = a != b
+        assert bool((b[changed] == 3).all())  # only predictions of the forgotten class moved
+        bias = [p for n, p in res.model.named_parameters() if n.endswith("bias")][-1]
+        bias0 = [p for n, p in plain.model.named_parameters() if n.endswith("bias")][-1]
+        torch.testing.assert_close(bias0[3] - bias[3], torch.tensor(shift["3"]), rtol=0, atol=1e-5)
+    fy = splits.forget[1]
+    half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
+    part = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0)
+    assert "forgotten_bias_shift" not in part.extra

@@ -24,7 +24,7 @@ from mumis.metrics.recovery import reestimate_batchnorm
 from mumis.models import Normalize, build_model, check_double_backward, resolve_model_kwargs
 
 #: the behaviour before issue 12: every weight moves, raw loss, plain SGD at 1e-4
-OLD = {"update": "all", "batchnorm_filters": "free", "lr": 1e-4, "normalise": False}
+OLD = {"update": "all", "batchnorm_filters": "free", "lr": 1e-4, "normalise": False, "lower_forgotten_bias": False}
 
 
 def _net(norm: str, std: float = 0.3) -> nn.Module:
@@ -81,10 +81,15 @@ def test_default_forgetting_survives_batchnorm_reestimation(bn_case):
     assert _acc(res.model, splits.test_remaining) >= _acc(original, splits.test_remaining) - 1.5
     again = reestimate_batchnorm(res.model, unlabelled)
     assert _acc(again, splits.forget) <= 3.0 and _acc(again, splits.test_forgotten) <= 3.0
-    # only the classifier's weight moved (its bias gets no gradient: input gradients ignore it);
-    # every BatchNorm buffer and every conv weight is the original's
+    # only the classifier moved: its weight by the run (its bias gets no gradient: input gradients
+    # ignore it), its bias only for the forgotten class, lowered after the stop; every BatchNorm
+    # buffer and every conv weight is the original's
     for (name, a), b in zip(res.model.state_dict().items(), original.state_dict().values(), strict=True):
-        assert torch.equal(a, b) == (name != "9.weight"), name
+        if name == "9.bias":
+            moved = (a != b).nonzero().flatten().tolist()
+            assert moved == [3] and float(b[3] - a[3]) == pytest.approx(res.extra["forgotten_bias_shift"]["3"])
+        else:
+            assert torch.equal(a, b) == (name != "9.weight"), name
 
 
 def test_default_is_scale_free_on_a_groupnorm_net(digits):

@@ -24,6 +24,7 @@ Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -43,7 +44,7 @@ from ..functional.batchnorm import (
     parameters_after_batchnorm,
 )
 from ._loop import Batch, LoopState, LossMethod
-from ._mumis_monitor import CachedHead, HoldoutGuide, Stopper, StopRule, _Monitor, _monitor
+from ._mumis_monitor import CachedHead, HoldoutGuide, Stopper, StopRule, _logits, _Monitor, _monitor
 from ._mumis_stop import MuMisStopping
 from .base import HoldoutUse, RunContext, RunOutput, register_method
 
@@ -99,6 +100,12 @@ class MuMisConfig:
         "step too large for a partial target: a sub-class, a random subset), or with a holdout past its utility guard, undoes the steps since "
         "the last good reading and halves the learning rate (at most max_backtracks times)", default=1.0, ge=0)
     max_backtracks: int = setting("how many times a run may halve its learning rate so (0: never)", default=6, ge=0)
+    lower_forgotten_bias: bool = setting(
+        "whole-class forgetting (target 0) that reached its target: lower each forgotten class's classifier bias "
+        "until its logit is 1 below the lowest other logit on every monitor sample, as in a model that never saw "
+        "the class (no other prediction changes); skipped when the last layer has no per-class bias (the record "
+        "says so)",
+        default=True)
     monitor_samples: int = setting("size of the fixed seeded forget subsample the stopping statistics use", default=256, ge=1)
     monitor_irrelevant: Literal["fixed", "all"] = setting(
         "S' on the monitor subsample: 'fixed' (one seeded c' per sample, drawn once) or 'all' K-1 classes",
@@ -232,19 +239,54 @@ class MuMis(MuMisStopping, LossMethod):
         return params
 
     def run(self, model: nn.Module, ctx: RunContext) -> RunOutput:
-        """The base loop. With update=last on a model with BatchNorm it runs on a copy whose
-        BatchNorm layers are their eval-mode affine maps (the same function, frozen anyway: only
-        the classifier moves; its double backward costs about 0.7x), and the classifier it learned
-        is copied back: the backbone and its statistics are returned untouched."""
-        if self.config.update != "last" or not has_running_batchnorm(model):
-            return super().run(model, ctx)
-        probe = ctx.forget[0][:2]
-        work = batchnorm_as_affine(model)
+        """The base loop, then (whole-class forgetting) the forgotten classes' bias. With
+        update=last on a model with BatchNorm it runs on a copy whose BatchNorm layers are their
+        eval-mode affine maps (the same function, frozen anyway: only the classifier moves; its
+        double backward costs about 0.7x), and the classifier it learned is copied back: the
+        backbone and its statistics are returned untouched."""
+        copy_back = self.config.update == "last" and has_running_batchnorm(model)
+        work = batchnorm_as_affine(model) if copy_back else model
         out = super().run(work, ctx)
-        with torch.no_grad():
-            for p, q in zip(last_layer_parameters(model, probe), last_layer_parameters(work, probe), strict=True):
-                p.copy_(q)
+        self._lower_forgotten_bias(work, out)
+        if copy_back:
+            probe = ctx.forget[0][:2]
+            with torch.no_grad():
+                for p, q in zip(last_layer_parameters(model, probe), last_layer_parameters(work, probe), strict=True):
+                    p.copy_(q)
         return out
+
+    def _lower_forgotten_bias(self, model: nn.Module, out: RunOutput) -> None:
+        """A model that never saw a class gives it its lowest logit on every input; the MU-Mis
+        loss does not depend on the classifier's bias, so the run leaves it as it was. After a
+        whole-class run that reached its target (target 0, at most K/2 classes, no monitor sample
+        predicted as its label any more, no divergence) each forgotten class's bias is lowered
+        until its logit is 1 below the lowest other logit on every monitor sample of it. It
+        calibrates a forgetting already done: only predictions of a forgotten class can change."""
+        cfg = self.config
+        target = self.guide.target if self.guide is not None else self.stopper.target
+        classes = torch.unique(self.y_mon).tolist()
+        if not cfg.lower_forgotten_bias or cfg.stop != "forget_acc" or target != 0.0 or len(classes) > self.k // 2 \
+                or out.stop_reason.startswith("diverged"):
+            return
+        logits = _logits(model, self.x_mon)
+        if bool((logits.argmax(1) == self.y_mon).any()):  # not forgotten: the step only calibrates
+            return
+        layer = last_layer(model, self.x_mon[:2])
+        bias = getattr(layer, "bias", None)
+        if not isinstance(bias, torch.Tensor) or bias.shape != (self.k,):
+            out.extra["forgotten_bias_shift"] = None
+            out.stop_reason += "; the last layer has no per-class bias: the forgotten class's bias was not lowered"
+            return
+        shift = {}
+        with torch.no_grad():
+            for c in classes:
+                z = logits[self.y_mon == c]
+                others = z.clone()
+                others[:, c] = math.inf
+                shift[c] = max(0.0, float((z[:, c] - others.min(1).values).max()) + 1.0)
+                bias[c] -= shift[c]
+        out.extra["forgotten_bias_shift"] = {str(c): v for c, v in shift.items()}
+        out.stop_reason += "; lowered the forgotten class's bias by " + ", ".join(f"{v:.3g}" for v in shift.values())
 
     # ------------------------------------------------------------------ the base loop's hooks
     def budget(self) -> tuple[int | None, int]:
