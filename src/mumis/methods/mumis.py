@@ -96,9 +96,10 @@ class MuMisConfig:
         "(0: never); a run stopped so, or by max_steps, returns the weights of its lowest reading",
         default=50, ge=0)
     overshoot: float = setting(
-        "forget_acc rule: a reading more than this many points (at least one monitor sample) below the target (a "
-        "step too large for a partial target: a sub-class, a random subset), or with a holdout past its utility guard, undoes the steps since "
-        "the last good reading and halves the learning rate (at most max_backtracks times)", default=1.0, ge=0)
+        "forget_acc rule: a reading more than this many points (at least one monitor sample) below the target "
+        "(a step too large for a partial target: a sub-class, a random subset), or with a holdout past its "
+        "utility guard, undoes the steps since the last good reading and halves the learning rate (at most "
+        "max_backtracks times)", default=1.0, ge=0)
     max_backtracks: int = setting("how many times a run may halve its learning rate so (0: never)", default=6, ge=0)
     lower_forgotten_bias: bool = setting(
         "whole-class forgetting (target 0) that reached its target: lower each forgotten class's classifier bias "
