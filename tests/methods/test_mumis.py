@@ -335,3 +335,24 @@ def test_whole_class_forgetting_lowers_the_forgotten_bias_and_nothing_else(case)
     half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
     part = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0)
     assert "forgotten_bias_shift" not in part.extra
+
+
+def test_a_partial_target_is_read_on_the_whole_forget_set(case) -> None:
+    """With a monitor subsample smaller than the forget set, a partial target's readings (start,
+    light and full rows) are the whole forget set's accuracy; the sensitivities stay on the
+    subsample; the stop is on the whole set's accuracy."""
+    original, _, splits = case
+    fx, fy = splits.forget
+    res = mumis.unlearn(original, splits.forget, device="cpu", seed=0, target_forget_acc=80.0, monitor_samples=16,
+                        monitor_every=2, monitor_full_every=2)
+    resolution = 100.0 / len(fy)
+    assert all(abs(r["forget_acc"] / resolution - round(r["forget_acc"] / resolution)) < 1e-3
+               for r in res.history if "forget_acc" in r)  # multiples of one whole-set sample
+    assert any("s_target" in r for r in res.history[1:])  # full rows too
+    with torch.no_grad():
+        whole = 100.0 * float((res.model(fx).argmax(1) == fy).float().mean())
+    assert whole == pytest.approx(res.history[-1]["forget_acc"]) and whole <= 80.0
+    assert 79.0 <= whole or res.extra["backtracks"] == 6  # in the band, or out of backtracks
+    start = res.history[0]["forget_acc"]
+    with torch.no_grad():
+        assert start == pytest.approx(100.0 * float((original(fx).argmax(1) == fy).float().mean()))

@@ -212,7 +212,7 @@ def _holdout_scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 class HoldoutGuide:
     """MU-Mis's stop with a holdout: make the forget set look like unseen samples of its classes.
 
-    The target is the forget accuracy a set of unseen samples with the monitor subsample's class
+    The target is the forget accuracy a set of unseen samples with the forget set's class
     mix gets from the original model: per class, its holdout accuracy (0 for a class the holdout
     lacks: the retrained model never learnt a class that is wholly forgotten), weighted by the
     class's share. Each reading is scored by its distance to that target plus twice the drop of
@@ -236,14 +236,14 @@ class HoldoutGuide:
     unseen samples are recognised at 98-100 % is the case).
     """
 
-    def __init__(self, model: nn.Module, holdout: tuple[torch.Tensor, torch.Tensor], y_mon: torch.Tensor,
+    def __init__(self, model: nn.Module, holdout: tuple[torch.Tensor, torch.Tensor], y_forget: torch.Tensor,
                  forget_acc0: float, *, target: float | None, patience_steps: int) -> None:
         self.x, self.y = holdout
         self.head: CachedHead | None = None  # set by the run when only the last layer moves
         correct, loss = _holdout_scores(_logits(model, self.x), self.y)
         self.correct0 = correct
         self.start = _HoldoutReading(100.0 * float(correct.float().mean()), float(loss.mean()))
-        classes, counts = torch.unique(y_mon, return_counts=True)
+        classes, counts = torch.unique(y_forget, return_counts=True)
         per_class, variance = [], []  # accuracy per class (percent), and the variance of its estimate
         for c in classes.tolist():
             mine = self.y == c
@@ -260,8 +260,12 @@ class HoldoutGuide:
         p = self.start.acc / 100.0
         self.noise = max(200.0 * math.sqrt(p * (1.0 - p) / n), 100.0 / n)
         self.patience_steps = patience_steps
-        self.start_score = self.best_score = self.lead_score = self.score(forget_acc0, self.start.acc)
+        self.rescore(forget_acc0)
         self.best_step = self.lead_step = 0  # the best kept reading; the best reading at all (patience)
+
+    def rescore(self, forget_acc0: float) -> None:
+        """Score step 0 again from a better reading of the forget accuracy (the whole forget set)."""
+        self.start_score = self.best_score = self.lead_score = self.score(forget_acc0, self.start.acc)
 
     def settled(self, forget_acc: float) -> str | None:
         """Why the forget set needs no step (already within the target's noise), or None."""

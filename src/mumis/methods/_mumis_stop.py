@@ -33,6 +33,7 @@ class MuMisStopping:
     params: list[nn.Parameter]
     x_mon: torch.Tensor
     y_mon: torch.Tensor
+    y_read: torch.Tensor  # the labels of what the cached head's "forget" set is (y_mon, or the whole forget set)
     c_mon: torch.Tensor | None
     k: int
     m0: _Monitor
@@ -55,7 +56,10 @@ class MuMisStopping:
                 step // cfg.monitor_every) % cfg.monitor_full_every:
             return self._light(model)
         read = _monitor_sharded if distributed.is_distributed() else _monitor
-        return read(model, self.x_mon, self.y_mon, self.c_mon, cfg.norm, self.k)
+        m = read(model, self.x_mon, self.y_mon, self.c_mon, cfg.norm, self.k)
+        if self.y_read is not self.y_mon:  # the sensitivities on the subsample, the accuracy on the whole set
+            m.forget_acc = self._light(model).forget_acc
+        return m
 
     def _save(self) -> list[torch.Tensor]:
         """A copy of the weights the run moves (nothing else changes during a run)."""
@@ -67,9 +71,10 @@ class MuMisStopping:
                 p.copy_(q)
 
     def _light(self, model: nn.Module) -> _Monitor:
-        """Forget accuracy and logits on the monitor subsample, from the cached head if any."""
+        """Forget accuracy and logits on the monitor subsample, from the cached head if any (on
+        the whole forget set when the head holds it: a partial target)."""
         logits = self.head.logits("forget") if self.head is not None else _logits(model, self.x_mon)
-        return _light_monitor(logits, self.y_mon)
+        return _light_monitor(logits, self.y_read)
 
     def _reading(self, model: nn.Module, state: LoopState) -> _Monitor | None:
         """This step's reading: a history row every monitor_every steps and at max_steps (full
@@ -112,8 +117,8 @@ class MuMisStopping:
 
     def _band(self) -> float:
         """How far below its target a reading may land: `overshoot`, and at least one monitor
-        sample (a reading cannot resolve less)."""
-        return max(self.config.overshoot, 100.0 / len(self.y_mon))
+        sample read (a reading cannot resolve less)."""
+        return max(self.config.overshoot, 100.0 / len(self.y_read))
 
     def _backtrack(self, state: LoopState, overshot: bool) -> bool:
         """A step too large for the target (`overshot`: more than `overshoot` points below it; or,
