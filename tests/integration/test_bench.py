@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,16 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
             assert cells[7:] == ["n/a", f"{model['relearn_test_forgotten_acc']:.2f}",
                                  f"{model['probe_forget_acc']:.2f}", f"{rec['gap_recovery']:.2f}",
                                  f"{rec['time_s']:.2f}"]
+    # benchmarks/class_removal_reference.py reads the same numbers as the records
+    monkeypatch.setattr("sys.argv", ["class_removal_reference.py", str(out)])
+    runpy.run_path(str(ROOT / "benchmarks" / "class_removal_reference.py"), run_name="__main__")
+    table = capsys.readouterr().out.splitlines()
+    mu = recs["digits__mlp__class-3__mumis__s0"]["evaluation"]["model"]
+    row = next(line for line in table if "| mumis |" in line).split("|")
+    assert [float(row[3]), float(row[5]), float(row[8])] == pytest.approx(
+        [mu["kl_to_retrain"], mu["mia_loss_auc"], mu["test_remaining_acc"]], abs=5e-3)  # as printed
+    removed = next(line for line in table if "| original, class output removed |" in line).split("|")
+    assert row[1] == removed[1] == " class:3 s0 " and len([line for line in table if line.startswith("| class")]) == 2
 
 
 def test_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

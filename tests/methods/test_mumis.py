@@ -309,28 +309,40 @@ def test_no_backtrack_on_the_last_step_of_the_budget(case) -> None:
 
 
 def test_whole_class_forgetting_lowers_the_forgotten_bias_and_nothing_else(case) -> None:
-    """After a class run the forgotten class's logit is below every other logit on every forget
-    sample (the monitor covers this small forget set); no prediction of another class changes
-    against the same run without the step; a partial target leaves the bias alone."""
+    """After a class run the forgotten class's weights are zero (its logit is one constant) and
+    its logit is below every other logit on every forget sample (the monitor covers this small
+    forget set); no prediction of another class changes against the same run without the step;
+    `forgotten_weights=keep` only lowers the bias; a partial target leaves the layer alone."""
     original, _, splits = case
     res = mumis.unlearn(original, splits.forget, device="cpu", seed=0)
     plain = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lower_forgotten_bias=False)
+    kept = mumis.unlearn(original, splits.forget, device="cpu", seed=0, forgotten_weights="keep")
     shift = res.extra["forgotten_bias_shift"]
-    assert list(shift) == ["3"] and shift["3"] > 0 and "lowered the forgotten class's bias" in res.stop_reason
-    assert "forgotten_bias_shift" not in plain.extra
+    assert list(shift) == ["3"] and shift["3"] > 0 and "zeroed the forgotten class's weights" in res.stop_reason
+    assert "forgotten_bias_shift" not in plain.extra and "zeroed" not in kept.stop_reason
     fx, _ = splits.forget
+    tx, ty = splits.test
+    keep = ty != 3
+
+    def last(model: nn.Module, name: str) -> torch.Tensor:
+        return [p for n, p in model.named_parameters() if n.endswith(name)][-1]
+
     with torch.no_grad():
-        z = res.model(fx)
-        others = torch.cat([z[:, :3], z[:, 4:]], dim=1)
-        assert bool((z[:, 3] <= others.min(1).values - 1.0 + 1e-4).all())
-        tx, ty = splits.test
-        keep = ty != 3
-        a, b = res.model(tx[keep]).argmax(1), plain.model(tx[keep]).argmax(1)
-        changed = a != b
-        assert bool((b[changed] == 3).all())  # only predictions of the forgotten class moved
-        bias = [p for n, p in res.model.named_parameters() if n.endswith("bias")][-1]
-        bias0 = [p for n, p in plain.model.named_parameters() if n.endswith("bias")][-1]
-        torch.testing.assert_close(bias0[3] - bias[3], torch.tensor(shift["3"]), rtol=0, atol=1e-5)
+        for model in (res.model, kept.model):
+            z = model(fx)
+            others = torch.cat([z[:, :3], z[:, 4:]], dim=1)
+            assert bool((z[:, 3] <= others.min(1).values - 1.0 + 1e-4).all())
+            a, b = model(tx[keep]).argmax(1), plain.model(tx[keep]).argmax(1)
+            changed = a != b
+            assert bool((b[changed] == 3).all())  # only predictions of the forgotten class moved
+        z = res.model(tx)
+        assert bool((z[:, 3] == last(res.model, "bias")[3]).all())  # one constant on every input
+        assert bool((last(res.model, "weight")[3] == 0).all())
+        others_rows = [i for i in range(10) if i != 3]
+        torch.testing.assert_close(last(res.model, "weight")[others_rows], last(plain.model, "weight")[others_rows])
+        torch.testing.assert_close(last(kept.model, "weight"), last(plain.model, "weight"))
+        torch.testing.assert_close(last(plain.model, "bias")[3] - last(kept.model, "bias")[3],
+                                   torch.tensor(kept.extra["forgotten_bias_shift"]["3"]), rtol=0, atol=1e-5)
     fy = splits.forget[1]
     half = (fx[: len(fy) // 2], fy[: len(fy) // 2])
     part = mumis.unlearn(original, half, device="cpu", seed=0, target_forget_acc=90.0)

@@ -107,6 +107,10 @@ class MuMisConfig:
         "the class (no other prediction changes); skipped when the last layer has no per-class bias (the record "
         "says so)",
         default=True)
+    forgotten_weights: Literal["zero", "keep"] = setting(
+        "with the bias step: zero (the forgotten class's classifier weights are set to 0 first, so its logit is "
+        "the same constant on every input and carries nothing of the memorised features: the loss attack's "
+        "within-class signal) or keep them", default="zero")
     monitor_samples: int = setting(
         "size of the fixed seeded forget subsample the stopping statistics use (with a partial target and "
         "update=last, the forget accuracy is read on the whole forget set)", default=256, ge=1)
@@ -268,9 +272,10 @@ class MuMis(MuMisStopping, LossMethod):
         """A model that never saw a class gives it its lowest logit on every input; the MU-Mis
         loss does not depend on the classifier's bias, so the run leaves it as it was. After a
         whole-class run that reached its target (target 0, at most K/2 classes, no monitor sample
-        predicted as its label any more, no divergence) each forgotten class's bias is lowered
-        until its logit is 1 below the lowest other logit on every monitor sample of it. It
-        calibrates a forgetting already done: only predictions of a forgotten class can change."""
+        predicted as its label any more, no divergence) each forgotten class's weights are zeroed
+        (`forgotten_weights`) and its bias lowered until its logit is 1 below the lowest other
+        logit on every monitor sample of it. It calibrates a forgetting already done: only
+        predictions of a forgotten class can change (docs/mumis-study.md §10g, §10i)."""
         cfg = self.config
         target = self.guide.target if self.guide is not None else self.stopper.target
         classes = torch.unique(self.y_mon).tolist()
@@ -281,11 +286,17 @@ class MuMis(MuMisStopping, LossMethod):
         if bool((logits.argmax(1) == self.y_mon).any()):  # not forgotten: the step only calibrates
             return
         layer = last_layer(model, self.x_mon[:2])
-        bias = getattr(layer, "bias", None)
-        if not isinstance(bias, torch.Tensor) or bias.shape != (self.k,):
+        bias, weight = getattr(layer, "bias", None), getattr(layer, "weight", None)
+        if not isinstance(bias, torch.Tensor) or bias.shape != (self.k,) or not isinstance(weight, torch.Tensor) \
+                or weight.shape[0] != self.k:
             out.extra["forgotten_bias_shift"] = None
             out.stop_reason += "; the last layer has no per-class bias: the forgotten class's bias was not lowered"
             return
+        zero = cfg.forgotten_weights == "zero"
+        if zero:
+            with torch.no_grad():
+                weight[classes] = 0.0
+            logits = _logits(model, self.x_mon)
         shift = {}
         with torch.no_grad():
             for c in classes:
@@ -295,7 +306,8 @@ class MuMis(MuMisStopping, LossMethod):
                 shift[c] = max(0.0, float((z[:, c] - others.min(1).values).max()) + 1.0)
                 bias[c] -= shift[c]
         out.extra["forgotten_bias_shift"] = {str(c): v for c, v in shift.items()}
-        out.stop_reason += "; lowered the forgotten class's bias by " + ", ".join(f"{v:.3g}" for v in shift.values())
+        out.stop_reason += ("; zeroed the forgotten class's weights and lowered its bias by " if zero else
+                            "; lowered the forgotten class's bias by ") + ", ".join(f"{v:.3g}" for v in shift.values())
 
     # ------------------------------------------------------------------ the base loop's hooks
     def budget(self) -> tuple[int | None, int]:
