@@ -83,11 +83,12 @@ def main() -> None:
             floors.setdefault((r["dataset"], r["model"], r["scenario"], r["seed"]), []).append(r)
     print("| cell | model | KL | KL / floor | loss AUC | from retrained | within | test rem |\n"
           "|---|---|---|---|---|---|---|---|")
+    cells: dict[tuple, list[dict]] = {}  # the method rows of each whole-class cell
     for r in records:
-        if r["role"] != "method" or r["method"] not in labels or not r["scenario"].startswith("class:") \
-                or "," in r["scenario"]:
-            continue
-        cell = (r["dataset"], r["model"], r["scenario"], r["seed"])
+        if r["role"] == "method" and r["method"] in labels and r["scenario"].startswith("class:") \
+                and "," not in r["scenario"]:
+            cells.setdefault((r["dataset"], r["model"], r["scenario"], r["seed"]), []).append(r)
+    for cell, rows in cells.items():
         oracle, original = by_role.get((*cell, "reference")), by_role.get((*cell, "original"))
         if oracle is None or original is None:
             continue
@@ -97,20 +98,20 @@ def main() -> None:
         retrained = load(oracle)
         zr_forget, zr_test = _logits(retrained, fx), _logits(retrained, tx)
         ce = torch.nn.functional.cross_entropy
-        ref = {"fy": fy, "ty": ty, "c": int(r["scenario"].split(":")[1]), "zr_forget": zr_forget,
-               "cell": f"{r['scenario']} s{r['seed']}",
+        ref = {"fy": fy, "ty": ty, "c": int(cell[2].split(":")[1]), "zr_forget": zr_forget,
+               "cell": f"{cell[2]} s{cell[3]}",
                "auc_r": loss_attack_auc(ce(zr_forget, fy, reduction="none").numpy(),
                                         ce(zr_test, ty, reduction="none").numpy()).value}
         seconds = [(_logits(m, fx), _logits(m, tx)) for m in map(load, floors.get(cell, []))]
         floor_kl = sum(kl_to_retrain(zf, zr_forget) for zf, _ in seconds) / len(seconds) if seconds else None
         for zf, zt in seconds:  # the ratio's denominator is their mean KL
             print(_row("second retraining (floor)", zf, zt, ref, floor_kl))
-        method = load(r)
-        print(_row(r["method"], _logits(method, fx), _logits(method, tx), ref, floor_kl))
         base = load(original)
         print(_row("original, class output removed", *_removed(_logits(base, fx), _logits(base, tx), ref["c"]), ref,
                    floor_kl))
-
+        for r in rows:
+            method = load(r)
+            print(_row(r["method"], _logits(method, fx), _logits(method, tx), ref, floor_kl))
 
 if __name__ == "__main__":
     main()
