@@ -24,7 +24,6 @@ Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +43,7 @@ from ..functional.batchnorm import (
     parameters_after_batchnorm,
 )
 from ._loop import Batch, LoopState, LossMethod
+from ._mumis_bias import calibrate_forgotten_classes
 from ._mumis_monitor import CachedHead, HoldoutGuide, Stopper, StopRule, _logits, _Monitor, _monitor
 from ._mumis_stop import MuMisStopping
 from .base import HoldoutUse, RunContext, RunOutput, register_method
@@ -156,11 +156,9 @@ class MuMis(MuMisStopping, LossMethod):
     (`mumis unlearn --checkpoint` an unlearning run) that is the previous request's result, not
     the chain's original; the result's extra says so (`state_from: "current model"`).
 
-    With a partial target (a sub-class, a random subset) and only the last layer moving, the
-    forget accuracy is read on the whole forget set from the cached head: a 256-sample reading of
-    an accuracy near 90 % has a standard error of 2 points, more than the 1-point `overshoot`
-    band, and stopped runs up to 1.5 points away from their target (docs/mumis-study.md §10h).
-    The sensitivities stay on the monitor subsample.
+    With a partial target and only the last layer moving, the forget accuracy is read on the whole
+    forget set from the cached head (a 256-sample reading is too noisy for the `overshoot` band:
+    docs/mumis-study.md §10h); the sensitivities stay on the monitor subsample.
     """
 
     name = "mumis"
@@ -269,42 +267,25 @@ class MuMis(MuMisStopping, LossMethod):
         return out
 
     def _lower_forgotten_bias(self, model: nn.Module, out: RunOutput) -> None:
-        """A model that never saw a class gives it its lowest logit on every input; the MU-Mis
-        loss does not depend on the classifier's bias, so the run leaves it as it was. After a
-        whole-class run that reached its target (target 0, at most K/2 classes, no monitor sample
-        predicted as its label any more, no divergence) each forgotten class's weights are zeroed
-        (`forgotten_weights`) and its bias lowered until its logit is 1 below the lowest other
-        logit on every monitor sample of it. It calibrates a forgetting already done: only
-        predictions of a forgotten class can change (docs/mumis-study.md §10g, §10i)."""
+        """A model that never saw a class gives it its lowest logit on every input, but the MU-Mis
+        loss ignores the classifier's bias. After a whole-class run that reached its target
+        (target 0, at most K/2 classes, no monitor sample predicted as its label, no divergence):
+        `calibrate_forgotten_classes` (the rows zeroed with `forgotten_weights=zero`, the biases
+        lowered below every other logit on the monitor samples; study §10g, §10i)."""
         cfg = self.config
         target = self.guide.target if self.guide is not None else self.stopper.target
         classes = torch.unique(self.y_mon).tolist()
         if not cfg.lower_forgotten_bias or cfg.stop != "forget_acc" or target != 0.0 or len(classes) > self.k // 2 \
                 or out.stop_reason.startswith("diverged"):
             return
-        logits = _logits(model, self.x_mon)
-        if bool((logits.argmax(1) == self.y_mon).any()):  # not forgotten: the step only calibrates
+        if bool((_logits(model, self.x_mon).argmax(1) == self.y_mon).any()):  # not forgotten: only calibrates
             return
-        layer = last_layer(model, self.x_mon[:2])
-        bias, weight = getattr(layer, "bias", None), getattr(layer, "weight", None)
-        if not isinstance(bias, torch.Tensor) or bias.shape != (self.k,) or not isinstance(weight, torch.Tensor) \
-                or weight.shape[0] != self.k:
+        zero = cfg.forgotten_weights == "zero"
+        shift = calibrate_forgotten_classes(model, self.x_mon, self.y_mon, self.k, zero)
+        if shift is None:
             out.extra["forgotten_bias_shift"] = None
             out.stop_reason += "; the last layer has no per-class bias: the forgotten class's bias was not lowered"
             return
-        zero = cfg.forgotten_weights == "zero"
-        if zero:
-            with torch.no_grad():
-                weight[classes] = 0.0
-            logits = _logits(model, self.x_mon)
-        shift = {}
-        with torch.no_grad():
-            for c in classes:
-                z = logits[self.y_mon == c]
-                others = z.clone()
-                others[:, c] = math.inf
-                shift[c] = max(0.0, float((z[:, c] - others.min(1).values).max()) + 1.0)
-                bias[c] -= shift[c]
         out.extra["forgotten_bias_shift"] = {str(c): v for c, v in shift.items()}
         out.stop_reason += ("; zeroed the forgotten class's weights and lowered its bias by " if zero else
                             "; lowered the forgotten class's bias by ") + ", ".join(f"{v:.3g}" for v in shift.values())
