@@ -368,3 +368,16 @@ def test_a_partial_target_is_read_on_the_whole_forget_set(case) -> None:
     start = res.history[0]["forget_acc"]
     with torch.no_grad():
         assert start == pytest.approx(100.0 * float((original(fx).argmax(1) == fy).float().mean()))
+
+
+def test_the_bias_step_follows_a_class_run_that_ended_within_the_band(case) -> None:
+    """A whole-class run stopped short of 0 % gets the calibration only if it ended within
+    `overshoot` points of its target; the calibration then forgets the last samples."""
+    original, _, splits = case
+    short = {"device": "cpu", "seed": 0, "max_steps": 1, "lr": 0.01}
+    far = mumis.unlearn(original, splits.forget, **short)
+    assert far.history[-1]["forget_acc"] > 1.0 and "forgotten_bias_shift" not in far.extra
+    wide = mumis.unlearn(original, splits.forget, overshoot=100.0, **short)
+    assert "forgotten_bias_shift" in wide.extra
+    with torch.no_grad():
+        assert not bool((wide.model(splits.forget[0]).argmax(1) == 3).any())
