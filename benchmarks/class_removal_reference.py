@@ -113,5 +113,6 @@ def main() -> None:
             method = load(r)
             print(_row(r["method"], _logits(method, fx), _logits(method, tx), ref, floor_kl))
 
+
 if __name__ == "__main__":
     main()

@@ -279,7 +279,7 @@ class MuMis(MuMisStopping, LossMethod):
                 or out.stop_reason.startswith("diverged"):
             return
         left = 100.0 * float((_logits(model, self.x_mon).argmax(1) == self.y_mon).float().mean())
-        if left > cfg.overshoot:  # not forgotten (within the band of its target): the step only calibrates
+        if left > cfg.overshoot:  # not forgotten yet: the step only calibrates a forgetting done
             return
         zero = cfg.forgotten_weights == "zero"
         shift = calibrate_forgotten_classes(model, self.x_mon, self.y_mon, self.k, zero)
