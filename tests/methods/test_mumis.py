@@ -311,18 +311,25 @@ def test_no_backtrack_on_the_last_step_of_the_budget(case) -> None:
 def test_whole_class_forgetting_lowers_the_forgotten_bias_and_nothing_else(case) -> None:
     """After a class run the forgotten class's weights are zero (its logit is one constant) and
     its logit is below every other logit on every forget sample (the monitor covers this small
-    forget set); no prediction of another class changes against the same run without the step;
-    `forgotten_weights=keep` only lowers the bias; a partial target leaves the layer alone."""
+    forget set); the other rows moved by one common vector (the others' softmax among themselves
+    is unchanged on every input) that brings their log-sum-exp on the forget images to the
+    original's; no prediction of another class changes against the same run without the step;
+    `forgotten_weights=keep`, `restore_other_logits=false` only lower the bias; a partial target
+    leaves the layer alone."""
     original, _, splits = case
     res = mumis.unlearn(original, splits.forget, device="cpu", seed=0)
     plain = mumis.unlearn(original, splits.forget, device="cpu", seed=0, lower_forgotten_bias=False)
-    kept = mumis.unlearn(original, splits.forget, device="cpu", seed=0, forgotten_weights="keep")
+    kept = mumis.unlearn(original, splits.forget, device="cpu", seed=0, forgotten_weights="keep",
+                         restore_other_logits=False)
     shift = res.extra["forgotten_bias_shift"]
     assert list(shift) == ["3"] and shift["3"] > 0 and "zeroed the forgotten class's weights" in res.stop_reason
+    assert res.extra["other_logits_shift"]["3"] > 0 and "raised the other classes' logits" in res.stop_reason
     assert "forgotten_bias_shift" not in plain.extra and "zeroed" not in kept.stop_reason
+    assert "other_logits_shift" not in kept.extra
     fx, _ = splits.forget
     tx, ty = splits.test
     keep = ty != 3
+    rest = [i for i in range(10) if i != 3]
 
     def last(model: nn.Module, name: str) -> torch.Tensor:
         return [p for n, p in model.named_parameters() if n.endswith(name)][-1]
@@ -330,16 +337,19 @@ def test_whole_class_forgetting_lowers_the_forgotten_bias_and_nothing_else(case)
     with torch.no_grad():
         for model in (res.model, kept.model):
             z = model(fx)
-            others = torch.cat([z[:, :3], z[:, 4:]], dim=1)
-            assert bool((z[:, 3] <= others.min(1).values - 1.0 + 1e-4).all())
+            assert bool((z[:, 3] <= z[:, rest].min(1).values - 1.0 + 1e-4).all())
             a, b = model(tx[keep]).argmax(1), plain.model(tx[keep]).argmax(1)
             changed = a != b
             assert bool((b[changed] == 3).all())  # only predictions of the forgotten class moved
         z = res.model(tx)
         assert bool((z[:, 3] == last(res.model, "bias")[3]).all())  # one constant on every input
         assert bool((last(res.model, "weight")[3] == 0).all())
-        others_rows = [i for i in range(10) if i != 3]
-        torch.testing.assert_close(last(res.model, "weight")[others_rows], last(plain.model, "weight")[others_rows])
+        moved = last(res.model, "weight")[rest] - last(plain.model, "weight")[rest]
+        torch.testing.assert_close(moved, moved[:1].expand_as(moved), rtol=0, atol=1e-5)  # one common vector
+        torch.testing.assert_close(res.model(tx)[:, rest].softmax(1), plain.model(tx)[:, rest].softmax(1),
+                                   rtol=0, atol=1e-4)
+        lse = torch.logsumexp(res.model(fx)[:, rest], 1).mean()
+        torch.testing.assert_close(lse, torch.logsumexp(original(fx), 1).mean(), rtol=0, atol=1e-3)
         torch.testing.assert_close(last(kept.model, "weight"), last(plain.model, "weight"))
         torch.testing.assert_close(last(plain.model, "bias")[3] - last(kept.model, "bias")[3],
                                    torch.tensor(kept.extra["forgotten_bias_shift"]["3"]), rtol=0, atol=1e-5)
@@ -381,3 +391,31 @@ def test_the_bias_step_follows_a_class_run_that_ended_within_the_band(case) -> N
     assert "forgotten_bias_shift" in wide.extra
     with torch.no_grad():
         assert not bool((wide.model(splits.forget[0]).argmax(1) == 3).any())
+
+
+def test_the_calibration_restores_the_logit_scale_on_a_linear_head_only() -> None:
+    """`calibrate_forgotten_classes` on a linear head: the others' mean log-sum-exp on the class's
+    samples reaches `lse_before` exactly, by one vector added to every other row. On a 1x1-conv
+    head the scale step is skipped (None) and the bias is still lowered below every other logit."""
+    from mumis.methods._mumis_bias import calibrate_forgotten_classes
+
+    torch.manual_seed(0)
+    x, y = torch.randn(30, 6), torch.full((30,), 2)
+    linear = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4))
+    w0 = linear[2].weight.detach().clone()
+    target = torch.full((30,), 9.0)
+    done = calibrate_forgotten_classes(linear, x, y, 4, zero_weights=True, lse_before=target)
+    assert done is not None and done.other_shift is not None and done.other_shift[2] > 0
+    with torch.no_grad():
+        z = linear(x)
+        rest = [0, 1, 3]
+        torch.testing.assert_close(torch.logsumexp(z[:, rest], 1).mean(), torch.tensor(9.0), rtol=0, atol=1e-4)
+        moved = linear[2].weight[rest] - w0[rest]
+        torch.testing.assert_close(moved, moved[:1].expand_as(moved), rtol=0, atol=1e-6)
+        assert bool((z[:, 2] <= z[:, rest].min(1).values - 1.0 + 1e-4).all())
+    conv = nn.Sequential(nn.Unflatten(1, (6, 1, 1)), nn.Conv2d(6, 4, 1), nn.Flatten())
+    done = calibrate_forgotten_classes(conv, x, y, 4, zero_weights=True, lse_before=target)
+    assert done is not None and done.other_shift is None and done.bias_shift[2] > 0
+    with torch.no_grad():
+        z = conv(x)
+        assert bool((z[:, 2] <= z[:, [0, 1, 3]].min(1).values - 1.0 + 1e-4).all())

@@ -67,6 +67,12 @@ class MuMisConfig:
         "with the bias step: zero (the forgotten class's classifier weights are set to 0 first, so its logit is "
         "the same constant on every input and carries nothing of the memorised features: the loss attack's "
         "within-class signal) or keep them", default="zero")
+    restore_other_logits: bool = setting(
+        "with the bias step: add the same multiple of the forget images' mean feature to every other class's "
+        "classifier row, so that the other classes' log-sum-exp on those images rises, on average, to the "
+        "log-sum-exp the model had there before the run (training pushed them down on these very images; a model "
+        "that never saw them did not). The same shift for all other classes leaves their ranking, and so every "
+        "prediction among them, unchanged; needs a linear last layer", default=True)
     monitor_samples: int = setting(
         "size of the fixed seeded forget subsample the stopping statistics use (with a partial target and "
         "update=last, the forget accuracy is read on the whole forget set)", default=256, ge=1)

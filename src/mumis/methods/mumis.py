@@ -14,7 +14,8 @@ Three registered variants (`mumis` here, the other two in `mumis_variants.py`):
   sample's irrelevant term capped at the initial mean irrelevant term, normalised, only the
   last layer moving (SGD lr 1), and a forget-set accuracy stop read after every step (with a
   plateau stop that returns the lowest reading's weights, and backtracking on a step past a
-  partial target; `_mumis_stop.py`). Remaining-data-free. With a
+  partial target; `_mumis_stop.py`); after a whole-class run, a calibration of the classifier
+  for the forgotten classes (`_mumis_bias.py`). Remaining-data-free. With a
   holdout (samples no model trained on, `needs_holdout = "optional"`) the stop makes the forget
   set look like unseen samples of its classes, under a utility guard, and keeps the best reading
   (`HoldoutGuide`): any forget set.
@@ -199,14 +200,22 @@ class MuMis(MuMisStopping, LossMethod):
         if left > cfg.overshoot:  # not forgotten yet: the step only calibrates a forgetting done
             return
         zero = cfg.forgotten_weights == "zero"
-        shift = calibrate_forgotten_classes(model, self.x_mon, self.y_mon, self.k, zero)
-        if shift is None:
+        done = calibrate_forgotten_classes(model, self.x_mon, self.y_mon, self.k, zero_weights=zero,
+                                           lse_before=self.lse_before)
+        if done is None:
             out.extra["forgotten_bias_shift"] = None
             out.stop_reason += "; the last layer has no per-class bias: the forgotten class's bias was not lowered"
             return
-        out.extra["forgotten_bias_shift"] = {str(c): v for c, v in shift.items()}
-        out.stop_reason += ("; zeroed the forgotten class's weights and lowered its bias by " if zero else
-                            "; lowered the forgotten class's bias by ") + ", ".join(f"{v:.3g}" for v in shift.values())
+        out.extra["forgotten_bias_shift"] = {str(c): v for c, v in done.bias_shift.items()}
+        said = ["zeroed the forgotten class's weights"] if zero else []
+        if done.other_shift is not None:
+            out.extra["other_logits_shift"] = {str(c): v for c, v in done.other_shift.items()}
+            said.append("raised the other classes' logits on its images by "
+                        + ", ".join(f"{v:.3g}" for v in done.other_shift.values()))
+        elif self.lse_before is not None:
+            said.append("left the other classes' logits (the last layer is not linear)")
+        said.append("lowered its bias by " + ", ".join(f"{v:.3g}" for v in done.bias_shift.values()))
+        out.stop_reason += "; " + ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1]
 
     # ------------------------------------------------------------------ the base loop's hooks
     def budget(self) -> tuple[int | None, int]:
@@ -269,6 +278,9 @@ class MuMis(MuMisStopping, LossMethod):
                 self.guide.head = self.head
         self.stopper = Stopper(cfg.stop, delta=cfg.delta, target_forget_acc=target, start=m0,
                                patience=cfg.plateau_patience)
+        self.lse_before = None  # the logit scale the calibration restores (whole-class runs)
+        if target == 0.0 and cfg.stop == "forget_acc" and cfg.lower_forgotten_bias and cfg.restore_other_logits:
+            self.lse_before = torch.logsumexp(_logits(model, self.x_mon), 1)
         if self.guide is not None:
             guide = self.guide
             return {**m0.row(), "target_forget_acc": guide.target, "holdout_acc": guide.start.acc,
